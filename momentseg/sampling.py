@@ -72,9 +72,14 @@ def _window(num_frames: int, k: int, window: int | None) -> int:
 
 
 def _window_start(smoothed: np.ndarray, width: int) -> int:
-    """i* = argmax_i Σ_{j=i}^{i+w-1} S_j, the first maximum on ties (Eq. 6)."""
-    sums = np.convolve(smoothed, np.ones(width), mode="valid")
-    return int(np.argmax(sums))
+    """i* = argmax_i Σ_{j=i}^{i+w-1} S_j, the first maximum on ties (Eq. 6).
+
+    Window sums come from a prefix sum (O(T)); sums equal up to rounding count as ties.
+    """
+    prefix = np.concatenate([[0.0], np.cumsum(smoothed)])
+    sums = prefix[width:] - prefix[:-width]
+    tolerance = 1e-9 * max(1.0, prefix[-1])
+    return int(np.argmax(sums >= sums.max() - tolerance))
 
 
 def moment_center(similarity, k: int, *, sigma: float = 1.0, window: int | None = None) -> int:
