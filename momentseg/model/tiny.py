@@ -1,0 +1,57 @@
+"""Tiny random-weight models in the real architectures, built offline: for tests, demos and CI."""
+
+from __future__ import annotations
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig
+
+from momentseg.model.prompts import FIND_TOKEN, SEG_TOKEN
+
+QWEN_SPECIAL_TOKENS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+    "<|image_pad|>", "<|video_pad|>",
+]
+TINY_WORDS = (
+    "system user assistant you are a helpful it is this low-resolution video can find the key frames range "
+    "of text query in segment man who picks up phone and walks away dog cat car person red blue moving "
+    "jumps over fence left right . , ? ! ' \n"
+).split(" ")
+
+
+def build_tiny_tokenizer(*, with_find: bool = True) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer with Qwen's chat/vision special tokens, [SEG] and (optionally) [FIND]."""
+    vocab = {"<unk>": 0}
+    for word in TINY_WORDS:
+        vocab.setdefault(word.strip() or word, len(vocab))
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    backend.decoder = decoders.WordPiece(prefix="##")
+    special = QWEN_SPECIAL_TOKENS + [SEG_TOKEN] + ([FIND_TOKEN] if with_find else [])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", pad_token="<|endoftext|>", eos_token="<|im_end|>",
+        additional_special_tokens=special,
+    )
+
+
+def tiny_qwen_config(tokenizer, hidden_size: int = 64) -> Qwen2_5_VLConfig:
+    """Qwen2.5-VL geometry shrunk: 2 text layers of width 64, a 2-block vision tower of width 32."""
+    ids = tokenizer.convert_tokens_to_ids
+    return Qwen2_5_VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+            rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
+            bos_token_id=None, eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>"),
+            tie_word_embeddings=False,
+        ),
+        vision_config=dict(
+            depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=14, temporal_patch_size=2,
+            spatial_merge_size=2, window_size=112, fullatt_block_indexes=[1], out_hidden_size=hidden_size,
+            tokens_per_second=2,
+        ),
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+        tie_word_embeddings=False,
+    )
