@@ -40,6 +40,100 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _options_from(args: argparse.Namespace):
+    from momentseg.pipeline import SegmentOptions
+
+    return SegmentOptions(
+        keyframes=args.keyframes, sampling=args.sampling, threshold=args.threshold, lam=args.lam,
+        anchored_updating=not args.no_anchored_updating, adaptive_cleaning=not args.no_adaptive_cleaning,
+        bidirectional=not args.no_bidirectional, output="polygon" if args.polygons else "mask", label=args.label,
+        tsg_pixels=args.tsg_pixels, image_pixels=args.image_pixels,
+    )
+
+
+class _StageBars:
+    """One tqdm bar per pipeline stage."""
+
+    def __init__(self) -> None:
+        self.bars = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit="frame", leave=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+
+def _run_segment(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import cv2
+
+    from momentseg.export import export
+    from momentseg.model.checkpoint import load_checkpoint
+    from momentseg.pipeline import MomentSegPipeline
+    from momentseg.video import open_video
+    from momentseg.visualize import write_overlay_video, write_similarity_plot
+
+    options = _options_from(args)
+    frames = open_video(args.video, args.fps)
+    model = load_checkpoint(args.checkpoint, device=args.device)
+    result = MomentSegPipeline(model).run(frames, args.prompt, options, progress=_StageBars())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(result.to_dict()))
+    video_name = Path(args.video).stem
+    if args.format == "png":
+        masks = out / "masks"
+        masks.mkdir(exist_ok=True)
+        track = result.tracks[0] if result.tracks else None
+        for index, name in enumerate(frames.names):
+            mask = track.mask(index, result.width, result.height) if track else np.zeros((result.height, result.width), bool)
+            cv2.imwrite(str(masks / f"{name}.png"), mask.astype(np.uint8) * 255)
+    else:
+        export(result, args.format, out / ("refvos" if args.format == "refvos-png" else f"{args.format}.json"), video_name)
+    write_overlay_video(frames, result, out / "overlay.mp4")
+    write_similarity_plot(result, out / "similarity.png")
+    moment = result.moment
+    print(f"{result.num_frames} frames, keyframes {result.keyframes}, c* = {result.center_frame}")
+    if moment:
+        print(f"moment: frames {moment.start_frame}-{moment.end_frame} ({moment.start_sec:.2f}s-{moment.end_sec:.2f}s)")
+    else:
+        print(f"moment: none ({result.moment_reason})")
+    print(f"timings (s): {json.dumps(result.timings)}")
+    print(f"wrote {out}")
+    return 0
+
+
+def _run_tiny_checkpoint(args: argparse.Namespace) -> int:
+    from momentseg.model.tiny import write_tiny_checkpoint
+
+    folder = write_tiny_checkpoint(args.dir, args.layout, args.seed)
+    print(f"wrote a tiny random-weight {args.layout} checkpoint to {folder}")
+    return 0
+
+
+def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
+    from momentseg.sampling import SAMPLERS
+
+    group = parser.add_argument_group("method options")
+    group.add_argument("--keyframes", type=int, default=8, help="N, keyframes for the [SEG] pass (default 8)")
+    group.add_argument("--sampling", choices=sorted(SAMPLERS), default="mcs")
+    group.add_argument("--threshold", type=float, default=0.4, help="θ for the moment (default 0.4)")
+    group.add_argument("--lam", type=float, default=0.9, help="λ of Eq. 8 (default 0.9)")
+    group.add_argument("--no-anchored-updating", action="store_true")
+    group.add_argument("--no-adaptive-cleaning", action="store_true")
+    group.add_argument("--no-bidirectional", action="store_true")
+    group.add_argument("--tsg-pixels", type=int, default=8 * 8 * 28 * 28, help="pixels per TSG frame")
+    group.add_argument("--image-pixels", type=int, default=16 * 16 * 28 * 28, help="pixels per keyframe image")
+    group.add_argument("--polygons", action="store_true", help="polygon shapes instead of masks")
+    group.add_argument("--label", default="object")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="momentseg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -50,6 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fps", type=float, default=30.0)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_run_demo)
+
+    segment = commands.add_parser("segment", help="segment the object a prompt describes in a video")
+    segment.add_argument("video", help="a video file or a folder of frames")
+    segment.add_argument("--prompt", required=True)
+    segment.add_argument("--checkpoint", required=True, help="checkpoint folder or hub id")
+    segment.add_argument("--out", default="out", help="output folder (default ./out)")
+    segment.add_argument("--format", choices=["png", "coco", "youtube-vis", "refvos-png"], default="png")
+    segment.add_argument("--fps", type=float, help="frame rate of a frame folder (default 30)")
+    segment.add_argument("--device", help="cuda or cpu (default: cuda when present)")
+    _add_pipeline_options(segment)
+    segment.set_defaults(run=_run_segment)
+
+    tiny = commands.add_parser("tiny-checkpoint", help="write a tiny random-weight checkpoint (tests, demos)")
+    tiny.add_argument("dir")
+    tiny.add_argument("--layout", choices=["momentseg", "sa2va"], default="momentseg")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.set_defaults(run=_run_tiny_checkpoint)
     return parser
 
 

@@ -55,3 +55,43 @@ def tiny_qwen_config(tokenizer, hidden_size: int = 64) -> Qwen2_5_VLConfig:
         vision_end_token_id=ids("<|vision_end|>"),
         tie_word_embeddings=False,
     )
+
+
+TINY_SAM2_CONFIG = "configs/sam2/sam2_hiera_t.yaml"
+TINY_SAM2_IMAGE_SIZE = 128
+# random decoders score objects as absent (logit < 0), which blanks every mask: bias them present
+TINY_OBJECT_SCORE_BIAS = 4.0
+
+
+def build_tiny_model(layout: str = "momentseg", seed: int = 0):
+    """A random-weight MomentSeg (or Sa2VA-layout) model: tiny Qwen2.5-VL, SAM2 hiera-t at 128 px."""
+    import torch
+
+    from momentseg.model.checkpoint import ModelInfo, MomentSegModel
+    from momentseg.model.heads import FindHead, SegProjector
+    from momentseg.model.lmm import QwenLMM, build_processor
+    from momentseg.model.sam2_tracker import build_predictor
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    if layout not in ("momentseg", "sa2va"):
+        raise ValueError(f"unknown layout {layout!r}: use 'momentseg' or 'sa2va'")
+    torch.manual_seed(seed)
+    with_find = layout == "momentseg"
+    tokenizer = build_tiny_tokenizer(with_find=with_find)
+    config = tiny_qwen_config(tokenizer)
+    qwen = Qwen2_5_VLForConditionalGeneration(config).eval()
+    predictor = build_predictor(TINY_SAM2_CONFIG, TINY_SAM2_IMAGE_SIZE, "cpu")
+    with torch.no_grad():
+        predictor.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(TINY_OBJECT_SCORE_BIAS)
+    hidden = config.text_config.hidden_size
+    info = ModelInfo("tiny", layout, ("seg", "find") if with_find else ("seg",), TINY_SAM2_CONFIG,
+                     TINY_SAM2_IMAGE_SIZE)
+    return MomentSegModel(QwenLMM(qwen, build_processor(tokenizer)), SegProjector(hidden).eval(),
+                          FindHead(hidden).eval() if with_find else None, predictor, info)
+
+
+def write_tiny_checkpoint(folder, layout: str = "momentseg", seed: int = 0):
+    """Save a tiny random-weight checkpoint in the real layout; returns the folder."""
+    from momentseg.model.checkpoint import save_checkpoint
+
+    return save_checkpoint(build_tiny_model(layout, seed), folder)

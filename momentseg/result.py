@@ -1,0 +1,95 @@
+"""The result schema shared by ``result.json``, the serverless function's response and the exports."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from momentseg.masks import from_cvat_rle, polygons_to_mask, Polygon
+
+
+@dataclass(frozen=True)
+class Moment:
+    """The predicted moment: inclusive frame range, seconds, and the mean probability inside it."""
+
+    start_frame: int
+    end_frame: int
+    start_sec: float
+    end_sec: float
+    score: float
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One frame of a track, convertible 1:1 into ``cvat_sdk.models.TrackedShapeRequest``.
+
+    ``points`` is CVAT's mask RLE (``type == "mask"``) or flat polygon points; an ``outside`` shape
+    repeats the nearest visible frame's points because CVAT wants points on every shape.
+    """
+
+    frame: int
+    type: str
+    points: list[float]
+    keyframe: bool
+    outside: bool
+    score: float
+
+
+@dataclass
+class Track:
+    label: str
+    shapes: list[Shape]
+
+    def mask(self, frame: int, width: int, height: int) -> np.ndarray:
+        """The decoded mask at ``frame`` (empty where the object is outside or the frame is absent)."""
+        for shape in self.shapes:
+            if shape.frame == frame:
+                return shape_mask(shape, width, height)
+        return np.zeros((height, width), bool)
+
+
+def shape_mask(shape: Shape, width: int, height: int) -> np.ndarray:
+    if shape.outside:
+        return np.zeros((height, width), bool)
+    if shape.type == "mask":
+        return from_cvat_rle(shape.points, width, height)
+    exterior = np.asarray(shape.points, dtype=np.float64).reshape(-1, 2)
+    return polygons_to_mask([Polygon(exterior)], width, height)
+
+
+@dataclass
+class SegmentResult:
+    """Everything one run produces; ``to_dict`` is the JSON schema of result.json and the API."""
+
+    prompt: str
+    num_frames: int
+    width: int
+    height: int
+    fps: float
+    moment: Moment | None
+    moment_reason: str | None
+    center_frame: int
+    keyframes: list[int]
+    similarity: list[float] | None
+    tracks: list[Track]
+    model: dict[str, Any]
+    options: dict[str, Any]
+    timings: dict[str, float]
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    frame_names: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.moment is None:
+            data["moment"] = None
+        data["tracks"] = [{"label": t.label, "shapes": [asdict(s) for s in t.shapes]} for t in self.tracks]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SegmentResult:
+        values = dict(data)
+        values["moment"] = Moment(**data["moment"]) if data.get("moment") else None
+        values["tracks"] = [Track(t["label"], [Shape(**s) for s in t["shapes"]]) for t in data["tracks"]]
+        return cls(**values)
