@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny real-architecture models and checkpoints, built once per session."""
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+TINY_PIXELS = 2 * 2 * 28 * 28
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    from momentseg.model.tiny import write_tiny_checkpoint
+
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "momentseg", "momentseg")
+
+
+@pytest.fixture(scope="session")
+def sa2va_checkpoint(tmp_path_factory):
+    from momentseg.model.tiny import write_tiny_checkpoint
+
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "sa2va", "sa2va")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_checkpoint):
+    from momentseg.model.checkpoint import load_checkpoint
+
+    return load_checkpoint(tiny_checkpoint, device="cpu")
+
+
+def synthetic_frames(count=12, height=48, width=64):
+    """A red disc moving right over a grey background."""
+    frames = []
+    for i in range(count):
+        frame = np.full((height, width, 3), 60, np.uint8)
+        cv2.circle(frame, (8 + 4 * i, height // 2), 9, (230, 40, 40), -1)
+        frames.append(frame)
+    return frames
+
+
+@pytest.fixture
+def clip():
+    from momentseg.video import ArrayFrames
+
+    return ArrayFrames(synthetic_frames(), fps=10.0)
+
+
+@pytest.fixture
+def tiny_options():
+    from momentseg.pipeline import SegmentOptions
+
+    return SegmentOptions(keyframes=4, tsg_pixels=TINY_PIXELS, image_pixels=TINY_PIXELS)
