@@ -117,6 +117,35 @@ def _run_tiny_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_serve(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
+    from momentseg.serve import make_server
+    from momentseg.service import build_service_from_env
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    env = dict(os.environ, MOMENTSEG_CHECKPOINT=args.checkpoint, MOMENTSEG_DEVICE=args.device or _default_device())
+    service = build_service_from_env(env)
+    if service.load_error:
+        raise MomentSegError(f"the model did not load: {service.load_error}")
+    server = make_server(service, args.host, args.port)
+    print(f"serving MomentSeg on http://{args.host}:{server.server_port}/ (POST a request, see docs/api.md)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     from momentseg.sampling import SAMPLERS
 
@@ -155,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--device", help="cuda or cpu (default: cuda when present)")
     _add_pipeline_options(segment)
     segment.set_defaults(run=_run_segment)
+
+    serve = commands.add_parser("serve", help="the CVAT function's service on a local HTTP server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--checkpoint", required=True, help="checkpoint folder or hub id")
+    serve.add_argument("--device", help="cuda or cpu (default: cuda when present)")
+    serve.set_defaults(run=_run_serve)
 
     tiny = commands.add_parser("tiny-checkpoint", help="write a tiny random-weight checkpoint (tests, demos)")
     tiny.add_argument("dir")
