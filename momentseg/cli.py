@@ -146,6 +146,111 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _cvat_client(args: argparse.Namespace):
+    import os
+
+    from momentseg.cvat.connection import connect
+
+    host = args.host or os.environ.get("CVAT_HOST", "")
+    user, password = None, None
+    if args.auth:
+        user, _, password = args.auth.partition(":")
+        password = password or os.environ.get("CVAT_PASSWORD") or os.environ.get("PASS")
+    elif not os.environ.get("CVAT_ACCESS_TOKEN"):
+        user, password = os.environ.get("CVAT_USER"), os.environ.get("CVAT_PASSWORD")
+    return connect(host, access_token=None if args.auth else os.environ.get("CVAT_ACCESS_TOKEN"),
+                   user=user, password=password)
+
+
+def _runner(args: argparse.Namespace, client):
+    from momentseg.cvat.runners import function_runner, local_runner
+
+    options = _options_from(args)
+    if args.function:
+        return function_runner(args.function, options, args.fps)
+    if not args.checkpoint:
+        raise MomentSegError("give --function URL (the deployed function or momentseg serve), or --local --checkpoint PATH")
+    from momentseg.model.checkpoint import load_checkpoint
+    from momentseg.pipeline import MomentSegPipeline
+
+    return local_runner(client, MomentSegPipeline(load_checkpoint(args.checkpoint, device=args.device)), options, args.fps)
+
+
+def _frame_range(text: str | None) -> dict:
+    if not text:
+        return {}
+    start, _, stop = text.partition(":")
+    try:
+        return {"frame_start": int(start) if start else None, "frame_stop": int(stop) - 1 if stop else None}
+    except ValueError:
+        raise MomentSegError(f"--frames must look like a:b (task frames a to b-1), got '{text}'") from None
+
+
+def _run_cvat_annotate(args: argparse.Namespace) -> int:
+    from momentseg.cvat.workflows import annotate_task
+
+    client = _cvat_client(args)
+    summary = annotate_task(client, args.task, args.prompt, args.label, _runner(args, client),
+                            frames=_frame_range(args.frames), moment_label=args.moment_label,
+                            create_labels=args.create_labels, create_attributes=args.create_attributes)
+    moment = summary.moment
+    print(f"task {summary.task_id}: track {summary.track_id} on '{args.label}', {summary.frames} frames, "
+          f"keyframes {summary.keyframes}")
+    if moment:
+        where = f"interval on '{args.moment_label}'" if summary.moment_written else "not written"
+        print(f"moment: frames {moment['start_frame']}-{moment['end_frame']} ({where})")
+    for note in summary.notes:
+        print(f"note: {note}")
+    print(f"done in {summary.seconds:.1f}s: {summary.link}")
+    return 0
+
+
+def _run_cvat_refine(args: argparse.Namespace) -> int:
+    from momentseg.cvat.workflows import refine_track
+
+    client = _cvat_client(args)
+    summary = refine_track(client, args.task, args.track, _runner(args, client), prompt=args.prompt)
+    print(f"task {summary.task_id}, track {summary.track_id}: {len(summary.human_frames)} hand-made shapes kept "
+          f"(frames {summary.human_frames}), {summary.replaced} automatic shapes rewritten in {summary.seconds:.1f}s")
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from momentseg.export import export
+    from momentseg.result import SegmentResult
+
+    if args.task is not None:
+        from momentseg.cvat.workflows import result_from_task
+
+        result = result_from_task(_cvat_client(args), args.task, args.track)
+        name = args.video_name or f"task_{args.task}"
+    else:
+        try:
+            result = SegmentResult.from_dict(json.loads(Path(args.source).read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise MomentSegError(f"'{args.source}' is not a momentseg result.json ({error})") from None
+        name = args.video_name or Path(args.source).parent.name or "video"
+    print(f"wrote {export(result, args.format, args.out, name)}")
+    return 0
+
+
+def _add_cvat_connection(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("CVAT connection (defaults: CVAT_HOST, CVAT_ACCESS_TOKEN or CVAT_USER/CVAT_PASSWORD)")
+    group.add_argument("--host", help="CVAT server URL")
+    group.add_argument("--auth", help="USER[:PASSWORD] (password from CVAT_PASSWORD or PASS when omitted)")
+
+
+def _add_runner_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("where the model runs")
+    group.add_argument("--function", help="URL of the deployed function or of momentseg serve")
+    group.add_argument("--local", action="store_true", help="run in this process (needs --checkpoint)")
+    group.add_argument("--checkpoint", help="checkpoint folder or hub id, with --local")
+    group.add_argument("--device", help="cuda or cpu, with --local")
+    group.add_argument("--fps", type=float, help="frame rate for the moment in seconds (default 30)")
+
+
 def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     from momentseg.sampling import SAMPLERS
 
@@ -191,6 +296,40 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--checkpoint", required=True, help="checkpoint folder or hub id")
     serve.add_argument("--device", help="cuda or cpu (default: cuda when present)")
     serve.set_defaults(run=_run_serve)
+
+    cvat = commands.add_parser("cvat", help="annotate CVAT tasks").add_subparsers(dest="cvat_command", required=True)
+    annotate = cvat.add_parser("annotate", help="write a mask track and the moment for a prompt to a task")
+    annotate.add_argument("--task", type=int, required=True)
+    annotate.add_argument("--prompt", required=True)
+    annotate.add_argument("--frames", help="a:b, task frames a to b-1 (default: the whole task)")
+    annotate.add_argument("--moment-label", default="moment", help="label of the moment interval (default moment)")
+    annotate.add_argument("--create-labels", action="store_true", help="create the moment label if missing")
+    annotate.add_argument("--create-attributes", action="store_true",
+                          help="add prompt/score/keyframe/momentseg attributes to the label")
+    _add_cvat_connection(annotate)
+    _add_runner_options(annotate)
+    _add_pipeline_options(annotate)
+    annotate.set_defaults(run=_run_cvat_annotate)
+
+    refine = cvat.add_parser("refine", help="re-propagate a track from a person's corrections")
+    refine.add_argument("--task", type=int, required=True)
+    refine.add_argument("--track", type=int, required=True)
+    refine.add_argument("--prompt", help="the prompt, when the track does not carry it")
+    _add_cvat_connection(refine)
+    _add_runner_options(refine)
+    _add_pipeline_options(refine)
+    refine.set_defaults(run=_run_cvat_refine)
+
+    export_parser = commands.add_parser("export", help="export a result.json or a CVAT task")
+    source = export_parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from", dest="source", help="a result.json written by momentseg segment")
+    source.add_argument("--task", type=int, help="a CVAT task id")
+    export_parser.add_argument("--track", type=int, nargs="*", help="only these track ids (with --task)")
+    export_parser.add_argument("--format", choices=["coco", "youtube-vis", "refvos-png"], required=True)
+    export_parser.add_argument("--out", required=True, help="a JSON file, or a folder for refvos-png")
+    export_parser.add_argument("--video-name", help="video name in the export (default from the source)")
+    _add_cvat_connection(export_parser)
+    export_parser.set_defaults(run=_run_export)
 
     tiny = commands.add_parser("tiny-checkpoint", help="write a tiny random-weight checkpoint (tests, demos)")
     tiny.add_argument("dir")

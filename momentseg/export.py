@@ -12,6 +12,7 @@ from PIL import Image
 from momentseg.errors import InvalidInputError
 from momentseg.masks import bbox, to_coco_rle
 from momentseg.result import SegmentResult, shape_mask
+from momentseg.video import IMAGE_SUFFIXES
 
 FORMATS = ("coco", "youtube-vis", "refvos-png")
 
@@ -32,7 +33,7 @@ def _inside(root: Path, path: Path) -> Path:
 def frame_file_names(result: SegmentResult) -> list[str]:
     """CVAT's frame file names for a video task (``frame_000000.jpg``), or the source image names."""
     if result.frame_names and not all(n.isdigit() for n in result.frame_names):
-        return [f"{name}.jpg" for name in result.frame_names]
+        return [n if Path(n).suffix.lower() in IMAGE_SUFFIXES else f"{n}.jpg" for n in result.frame_names]
     return [f"frame_{i:06d}.jpg" for i in range(result.num_frames)]
 
 

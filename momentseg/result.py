@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-from momentseg.masks import from_cvat_rle, polygons_to_mask, Polygon
+from momentseg.masks import Polygon, from_cvat_rle, polygons_to_mask
 
 
 @dataclass(frozen=True)
@@ -87,9 +87,26 @@ class SegmentResult:
         data["tracks"] = [{"label": t.label, "shapes": [asdict(s) for s in t.shapes]} for t in self.tracks]
         return data
 
+    def to_task_frames(self, numbers: list[int]) -> dict[str, Any]:
+        """``to_dict`` with frames renumbered from indices into ``numbers`` (CVAT task frame numbers)."""
+        data = self.to_dict()
+        data["frames"] = list(numbers)
+        data["center_frame"] = numbers[self.center_frame]
+        data["keyframes"] = [numbers[k] for k in self.keyframes]
+        if data["moment"]:
+            data["moment"]["start_frame"] = numbers[self.moment.start_frame]
+            data["moment"]["end_frame"] = numbers[self.moment.end_frame]
+        for track in data["tracks"]:
+            for shape in track["shapes"]:
+                shape["frame"] = numbers[shape["frame"]]
+        for decision in data["decisions"]:
+            decision["frame"] = numbers[decision["frame"]]
+        return data
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SegmentResult:
-        values = dict(data)
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
         values["moment"] = Moment(**data["moment"]) if data.get("moment") else None
         values["tracks"] = [Track(t["label"], [Shape(**s) for s in t["shapes"]]) for t in data["tracks"]]
         return cls(**values)

@@ -194,7 +194,7 @@ class SegmentService:
         result = self.pipeline.run(frames, request["prompt"], options, human_anchors=anchors)
         response = result.to_dict()
         if numbers is not None:
-            response = _to_task_frames(result, numbers)
+            response = result.to_task_frames(numbers)
         response["label"] = options.label
         return response
 
@@ -213,23 +213,6 @@ class SegmentService:
                 raise RequestError(400, "invalid_anchor", f"anchors[{position}]: the mask does not fit a "
                                    f"{width}x{height} frame ({error})") from None
         return decoded
-
-
-def _to_task_frames(result: SegmentResult, numbers: list[int]) -> dict[str, Any]:
-    """Renumber a result from request indices to task frame numbers."""
-    data = result.to_dict()
-    data["frames"] = numbers
-    data["center_frame"] = numbers[result.center_frame]
-    data["keyframes"] = [numbers[k] for k in result.keyframes]
-    if data["moment"]:
-        data["moment"]["start_frame"] = numbers[result.moment.start_frame]
-        data["moment"]["end_frame"] = numbers[result.moment.end_frame]
-    for track in data["tracks"]:
-        for shape in track["shapes"]:
-            shape["frame"] = numbers[shape["frame"]]
-    for decision in data["decisions"]:
-        decision["frame"] = numbers[decision["frame"]]
-    return data
 
 
 def _is_out_of_memory(error: Exception) -> bool:

@@ -107,14 +107,20 @@ class TaskFrames(FrameSource):
     """A CVAT task's frames, fetched and decoded one at a time as they are visited."""
 
     def __init__(self, client: Client, task_id: int, start: int | None = None, stop: int | None = None,
-                 step: int | None = None, fps: float | None = None):
+                 step: int | None = None, fps: float | None = None, numbers: list[int] | None = None):
         with cvat_errors(f"task {task_id}"):
             self.task = client.tasks.retrieve(task_id)
             meta = self.task.get_meta()
         if not meta.size or not meta.frames:
             raise InvalidInputError(f"task {task_id} has no video or images")
         self.task_id = task_id
-        self.numbers = select_frames(meta.size, set(meta.deleted_frames or []), start, stop, step)
+        deleted = set(meta.deleted_frames or [])
+        if numbers is None:
+            self.numbers = select_frames(meta.size, deleted, start, stop, step)
+        else:
+            self.numbers = [n for n in numbers if 0 <= n < meta.size and n not in deleted]
+            if not self.numbers:
+                raise InvalidInputError(f"none of the requested frames exist in task {task_id}")
         names = [f.name for f in meta.frames]
         self.names = [names[n] if len(names) == meta.size else f"frame_{n:06d}" for n in self.numbers]
         self.fps = fps or DEFAULT_FPS

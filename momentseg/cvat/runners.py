@@ -1,0 +1,79 @@
+"""Ways to run MomentSeg on a CVAT task: in-process, or by calling the deployed function / `momentseg serve`."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from typing import Any
+
+from cvat_sdk import Client
+
+from momentseg.cvat.connection import CvatError, TaskFrames
+from momentseg.cvat.workflows import Runner
+from momentseg.masks import from_cvat_rle
+from momentseg.pipeline import MomentSegPipeline, SegmentOptions
+
+
+class FunctionError(CvatError):
+    """The MomentSeg function refused the request or could not be reached."""
+
+    code = "function_error"
+
+
+def local_runner(client: Client, pipeline: MomentSegPipeline, options: SegmentOptions, fps: float | None = None) -> Runner:
+    """Read the task's frames with cvat-sdk and run the pipeline in this process."""
+
+    def run(selection: dict[str, Any], prompt: str, anchors: list[dict[str, Any]]) -> dict[str, Any]:
+        frames = TaskFrames(client, selection["id"], selection.get("frame_start"), selection.get("frame_stop"),
+                            selection.get("frame_step"), fps=fps, numbers=selection.get("numbers"))
+        height, width = frames.size
+        index = {number: i for i, number in enumerate(frames.numbers)}
+        human = {index[a["frame"]]: from_cvat_rle(a["mask"], width, height) for a in anchors if a["frame"] in index}
+        result = pipeline.run(frames, prompt, options, human_anchors=human)
+        return result.to_task_frames(frames.numbers)
+
+    return run
+
+
+def _as_range(selection: dict[str, Any]) -> dict[str, Any]:
+    """The function's task request names a range: explicit frame numbers become start, stop and step."""
+    numbers = selection.get("numbers")
+    task = {k: v for k, v in selection.items() if k != "numbers" and v is not None}
+    if numbers:
+        steps = [b - a for a, b in zip(numbers, numbers[1:])]
+        task.update(frame_start=numbers[0], frame_stop=numbers[-1], frame_step=min(steps) if steps else 1)
+    return task
+
+
+def function_runner(url: str, options: SegmentOptions, fps: float | None = None, timeout: float = 3600) -> Runner:
+    """Send the video-level request (task mode) to the function at ``url``; it reads the frames itself."""
+
+    def run(selection: dict[str, Any], prompt: str, anchors: list[dict[str, Any]]) -> dict[str, Any]:
+        body = {"prompt": prompt, "task": _as_range(selection), "label": options.label, "output": options.output,
+                "keyframes": options.keyframes, "threshold": options.threshold, "sampling": options.sampling,
+                "bap": {"anchored_updating": options.anchored_updating, "adaptive_cleaning": options.adaptive_cleaning,
+                        "bidirectional": options.bidirectional, "lambda": options.lam},
+                "anchors": anchors}
+        if fps:
+            body["fps"] = fps
+        request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            try:
+                answer = json.loads(error.read())
+                message = f"{answer.get('error')}: {answer.get('message')}"
+            except ValueError:
+                message = error.reason
+            raise FunctionError(f"the function at {url} answered {error.code}: {message}") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            raise FunctionError(f"the function at {url} cannot be reached ({error})") from None
+
+    return run
+
+
+
