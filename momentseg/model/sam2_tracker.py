@@ -176,19 +176,19 @@ class Sam2Tracker:
         tracked = self.state["frames_tracked_per_obj"][self.object_index]
         frame = start + step
         while 0 <= frame < self.state["num_frames"]:
-            with torch.inference_mode():
-                out, low_res = predictor._run_single_frame_inference(
-                    inference_state=self.state, output_dict=self.memory, frame_idx=frame, batch_size=1,
-                    is_init_cond_frame=False, point_inputs=None, mask_inputs=None, reverse=reverse,
-                    run_mem_encoder=True,
-                )
-                self.memory["non_cond_frame_outputs"][frame] = out
-                tracked[frame] = {"reverse": reverse}
-                self.memory["non_cond_frame_outputs"].pop(frame - step * MEMORY_REACH, None)
-                result = TrackedFrame(
-                    frame, self._to_video_mask(low_res), float(predictor.last_iou.item()),
-                    float(out["object_score_logits"].item()),
-                )
+            out, low_res = predictor._run_single_frame_inference(
+                inference_state=self.state, output_dict=self.memory, frame_idx=frame, batch_size=1,
+                is_init_cond_frame=False, point_inputs=None, mask_inputs=None, reverse=reverse,
+                run_mem_encoder=True,
+            )
+            self.memory["non_cond_frame_outputs"][frame] = out
+            tracked[frame] = {"reverse": reverse}
+            # SAM2 never looks further back than MEMORY_REACH tracked frames: drop what it cannot reach
+            self.memory["non_cond_frame_outputs"].pop(frame - step * MEMORY_REACH, None)
+            result = TrackedFrame(
+                frame, self._to_video_mask(low_res), float(predictor.last_iou.item()),
+                float(out["object_score_logits"].item()),
+            )
             if self.on_frame is not None:
                 self.on_frame()
             yield result

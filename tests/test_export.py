@@ -1,0 +1,108 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as coco_mask
+from pycocotools.coco import COCO
+
+from momentseg.export import export, safe_name, to_coco, to_youtube_vis, write_refvos_pngs
+from momentseg.masks import to_cvat_rle
+from momentseg.result import Moment, SegmentResult, Shape, Track
+
+H, W, T = 30, 40, 6
+
+
+def disc(frame):
+    yy, xx = np.mgrid[:H, :W]
+    return (yy - 15) ** 2 + (xx - 5 - 5 * frame) ** 2 < 36
+
+
+def make_result(frame_names=None):
+    shapes = []
+    for frame in range(T):
+        if frame == 4:  # the object leaves for a frame
+            shapes.append(Shape(frame, "mask", to_cvat_rle(disc(3)), False, True, 0.0))
+        else:
+            shapes.append(Shape(frame, "mask", to_cvat_rle(disc(frame)), frame in (0, 3), False, 0.9))
+    return SegmentResult(
+        prompt="the red ball", num_frames=T, width=W, height=H, fps=10.0,
+        moment=Moment(1, 3, 0.1, 0.4, 0.8), moment_reason=None, center_frame=2, keyframes=[0, 3],
+        similarity=[0.1] * T, tracks=[Track("ball", shapes)], model={}, options={}, timings={},
+        frame_names=frame_names)
+
+
+def expected_mask(frame):
+    return np.zeros((H, W), bool) if frame == 4 else disc(frame)
+
+
+def test_coco_loads_in_pycocotools_and_decodes_to_the_masks(tmp_path):
+    path = export(make_result(), "coco", tmp_path / "coco.json")
+    coco = COCO(str(path))
+    assert len(coco.getImgIds()) == T and coco.loadCats(1)[0]["name"] == "ball"
+    annotations = coco.loadAnns(coco.getAnnIds())
+    assert sorted(a["image_id"] - 1 for a in annotations) == [0, 1, 2, 3, 5]
+    for annotation in annotations:
+        np.testing.assert_array_equal(coco.annToMask(annotation).astype(bool), expected_mask(annotation["image_id"] - 1))
+
+
+def test_coco_has_what_cvats_importer_reads_for_tracks():
+    data = to_coco(make_result())
+    images = {image["id"]: image for image in data["images"]}
+    assert images[1]["file_name"] == "frame_000000.jpg" and images[1]["width"] == W
+    for annotation in data["annotations"]:
+        assert annotation["iscrowd"] == 1 and isinstance(annotation["segmentation"]["counts"], str)
+        assert annotation["attributes"]["track_id"] == 0 and annotation["attributes"]["occluded"] is False
+        assert annotation["bbox"] == list(coco_mask.toBbox(
+            dict(annotation["segmentation"], counts=annotation["segmentation"]["counts"].encode())))
+    assert [a["attributes"]["keyframe"] for a in data["annotations"]] == [True, False, False, True, False]
+    assert data["info"]["prompt"] == "the red ball" and data["info"]["moment"] == {"start_frame": 1, "end_frame": 3}
+
+
+def test_youtube_vis_round_trips(tmp_path):
+    path = export(make_result(), "youtube-vis", tmp_path / "ytvis.json", video_name="clip 1")
+    data = json.loads(path.read_text())
+    (video,) = data["videos"]
+    assert video["name"] == "clip_1" and video["length"] == T and video["file_names"][0] == "clip_1/frame_000000.jpg"
+    (annotation,) = data["annotations"]
+    assert annotation["segmentations"][4] is None and annotation["bboxes"][4] is None and annotation["areas"][4] is None
+    for frame, rle in enumerate(annotation["segmentations"]):
+        decoded = np.zeros((H, W), bool) if rle is None else coco_mask.decode(
+            dict(rle, counts=rle["counts"].encode())).astype(bool)
+        np.testing.assert_array_equal(decoded, expected_mask(frame))
+        if rle is not None:
+            assert annotation["areas"][frame] == expected_mask(frame).sum()
+
+
+def test_refvos_png_tree_reads_back_to_the_masks(tmp_path):
+    root = write_refvos_pngs(make_result(["a", "b", "c", "d", "e", "f"]), tmp_path, "clip", "3")
+    folder = root / "Annotations" / "clip" / "3"
+    assert sorted(p.name for p in folder.iterdir()) == [f"{n}.png" for n in "abcdef"]
+    for frame, name in enumerate("abcdef"):
+        image = np.array(Image.open(folder / f"{name}.png"))
+        assert image.dtype == np.uint8 and set(np.unique(image)) <= {0, 255}
+        np.testing.assert_array_equal(image > 0, expected_mask(frame))
+    meta = json.loads((root / "meta_expressions.json").read_text())
+    assert meta["videos"]["clip"]["expressions"]["3"]["exp"] == "the red ball"
+    assert meta["videos"]["clip"]["frames"] == list("abcdef")
+
+
+@pytest.mark.parametrize("hostile", ["../x", "../../etc", "/abs/path", "..", "a/../../b", ""])
+def test_hostile_names_stay_inside_the_output_folder(tmp_path, hostile):
+    out = tmp_path / "out"
+    write_refvos_pngs(make_result(), out, hostile, hostile)
+    written = [p.resolve() for p in tmp_path.rglob("*") if p.is_file()]
+    assert written and all(p.is_relative_to(out.resolve()) for p in written)
+    assert "/" not in safe_name(hostile) and safe_name(hostile) not in ("", ".", "..")
+
+
+def test_export_from_a_result_json_via_the_cli(tmp_path):
+    from momentseg.cli import main
+
+    source = tmp_path / "run" / "result.json"
+    source.parent.mkdir()
+    source.write_text(json.dumps(make_result().to_dict()))
+    assert main(["export", "--from", str(source), "--format", "refvos-png", "--out", str(tmp_path / "pngs")]) == 0
+    assert len(list((tmp_path / "pngs" / "Annotations" / "run" / "0").glob("*.png"))) == T
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["export", "--from", str(tmp_path / "bad.json"), "--format", "coco", "--out", str(tmp_path / "x")]) == 2
