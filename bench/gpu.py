@@ -3,7 +3,7 @@
 Runs the whole pipeline on a synthetic 100-frame 720p clip and prints per-stage latency and peak GPU
 memory. Needs CUDA (it refuses to run on a CPU: a 3B model there says nothing about the product).
 
-Run: .venv/bin/python bench/gpu.py [--frames 100] [--size 720x1280] [--repeats 2]
+Run: .venv/bin/python -m bench.gpu [--frames 100] [--size 720x1280] [--repeats 2]
 """
 
 import argparse

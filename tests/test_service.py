@@ -258,3 +258,23 @@ def test_serve_queues_concurrent_requests(server):
 def test_serve_refuses_an_oversized_body_before_reading_it(server):
     status, body = post(server + "/", b"x" * (5 << 20))
     assert status == 413 and body["error"] == "request_too_large"
+
+
+def test_serve_command_starts_and_answers(tiny_checkpoint):
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "momentseg.cli", "serve", "--checkpoint", str(tiny_checkpoint), "--port", "0",
+         "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("serving MomentSeg on http://127.0.0.1:")
+        url = line.split()[3]
+        with urllib.request.urlopen(url + "health", timeout=30) as response:
+            assert json.loads(response.read()) == {"ready": True, "error": None}
+        status, body = post(url, {"prompt": ""})
+        assert status == 400 and body["error"] == "invalid_request"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
