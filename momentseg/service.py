@@ -23,7 +23,6 @@ import numpy as np
 from momentseg.errors import InvalidInputError, MomentSegError
 from momentseg.masks import from_cvat_rle
 from momentseg.pipeline import MomentSegPipeline, SegmentOptions
-from momentseg.result import SegmentResult
 from momentseg.video import DEFAULT_FPS, FrameSource
 
 log = logging.getLogger(__name__)

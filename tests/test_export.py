@@ -6,7 +6,7 @@ from PIL import Image
 from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 
-from momentseg.export import export, safe_name, to_coco, to_youtube_vis, write_refvos_pngs
+from momentseg.export import export, safe_name, to_coco, write_refvos_pngs
 from momentseg.masks import to_cvat_rle
 from momentseg.result import Moment, SegmentResult, Shape, Track
 

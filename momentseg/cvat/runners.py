@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-
 from typing import Any
 
 from cvat_sdk import Client
@@ -74,6 +73,3 @@ def function_runner(url: str, options: SegmentOptions, fps: float | None = None,
             raise FunctionError(f"the function at {url} cannot be reached ({error})") from None
 
     return run
-
-
-

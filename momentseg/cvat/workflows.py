@@ -22,7 +22,6 @@ from typing import Any, Callable
 import numpy as np
 import platformdirs
 from cvat_sdk import Client, models
-from cvat_sdk.core.proxies.annotations import AnnotationUpdateAction
 
 from momentseg.cvat.connection import CvatError, cvat_errors
 from momentseg.errors import InvalidInputError, MomentSegError

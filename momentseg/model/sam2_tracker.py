@@ -15,7 +15,6 @@ from typing import Callable, Collection, Iterator
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sam2.build_sam import build_sam2_video_predictor
 from sam2.sam2_video_predictor import SAM2VideoPredictor
 
