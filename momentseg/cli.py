@@ -11,6 +11,29 @@ import numpy as np
 from momentseg.errors import MomentSegError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line and exit code 2, like every other error of the CLI."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got '{text}'")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got '{text}'")
+    return int(text)
+
+
 def _demo_similarity(num_frames: int, seed: int) -> np.ndarray:
     """A synthetic frame-query similarity: noise plus one bump where the 'action' happens."""
     rng = np.random.default_rng(seed)
@@ -20,13 +43,12 @@ def _demo_similarity(num_frames: int, seed: int) -> np.ndarray:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from momentseg.grounding import moment_seconds, predict_moment
-    from momentseg.sampling import SAMPLERS, moment_center, moment_window
+    from momentseg.grounding import longest_moment, moment_seconds
+    from momentseg.sampling import SAMPLERS, moment_center, smooth_similarity
 
-    similarity = _demo_similarity(args.frames, args.seed)
+    similarity = smooth_similarity(_demo_similarity(args.frames, args.seed))
     center = moment_center(similarity, args.keyframes)
-    window = moment_window(similarity, args.keyframes)
-    start, end = predict_moment(similarity, center, args.threshold, window=window[1] - window[0] + 1)
+    start, end = longest_moment(similarity, args.threshold)
     result = {
         "frames": args.frames,
         "center_frame": center,
@@ -47,12 +69,15 @@ def _options_from(args: argparse.Namespace):
         keyframes=args.keyframes, sampling=args.sampling, threshold=args.threshold, lam=args.lam,
         anchored_updating=not args.no_anchored_updating, adaptive_cleaning=not args.no_adaptive_cleaning,
         bidirectional=not args.no_bidirectional, output="polygon" if args.polygons else "mask", label=args.label,
-        tsg_pixels=args.tsg_pixels, image_pixels=args.image_pixels,
+        tsg_pixels=args.tsg_pixels, image_pixels=args.image_pixels, force_answer=args.force_answer,
+        find_prompt=args.find_prompt, window=args.window or None, moment_rule=args.moment_rule,
+        mcs_duplicates=args.mcs_duplicates, bap_score=args.bap_score,
+        clear_reach=None if args.clear_reach < 0 else args.clear_reach,
     )
 
 
 class _StageBars:
-    """One tqdm bar per pipeline stage."""
+    """One tqdm bar per pipeline stage, on a terminal only (piped stderr keeps just the messages)."""
 
     def __init__(self) -> None:
         self.bars = {}
@@ -62,7 +87,7 @@ class _StageBars:
 
         bar = self.bars.get(stage)
         if bar is None:
-            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit="frame", leave=True)
+            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit="frame", leave=True, disable=None)
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
@@ -79,11 +104,16 @@ def _run_segment(args: argparse.Namespace) -> int:
     from momentseg.video import open_video
     from momentseg.visualize import write_overlay_video, write_similarity_plot
 
+    from momentseg.service import check_device
+
     options = _options_from(args)
+    device = args.device or _default_device()
+    check_device(device, "--device")
+    out = _output_folder(Path(args.out))
     frames = open_video(args.video, args.fps)
-    model = load_checkpoint(args.checkpoint, device=args.device)
+    model = load_checkpoint(args.checkpoint, device=device, dtype=args.dtype)
     result = MomentSegPipeline(model).run(frames, args.prompt, options, progress=_StageBars())
-    out = Path(args.out)
+    _remove_previous_outputs(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").write_text(json.dumps(result.to_dict()))
     video_name = Path(args.video).stem
@@ -109,6 +139,43 @@ def _run_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+# what `segment` writes; a folder holding only these is a previous output and is replaced whole
+SEGMENT_OUTPUTS = {"result.json", "masks", "coco.json", "youtube-vis.json", "refvos", "overlay.mp4", "similarity.png"}
+
+
+def _output_folder(out):
+    """``--out``, checked before the model runs: a new folder, an empty one, or a previous output."""
+    import os
+
+    if out.exists():
+        if not out.is_dir():
+            raise MomentSegError(f"--out '{out}' is a file, not a folder")
+        others = sorted(p.name for p in out.iterdir() if p.name not in SEGMENT_OUTPUTS)
+        if others:
+            raise MomentSegError(f"--out '{out}' holds files momentseg did not write ({', '.join(others[:3])}"
+                                 f"{', ...' if len(others) > 3 else ''}): give a new or empty folder")
+        writable = out
+    else:
+        writable = next(p for p in out.absolute().parents if p.exists())
+        if not writable.is_dir():
+            raise MomentSegError(f"--out '{out}' cannot be created: '{writable}' is a file")
+    if not os.access(writable, os.W_OK | os.X_OK):
+        raise MomentSegError(f"--out '{out}' cannot be written: no write permission on '{writable}'")
+    return out
+
+
+def _remove_previous_outputs(out) -> None:
+    """A reused ``--out`` keeps no stale masks: what an earlier run wrote there goes, once this run succeeded."""
+    import shutil
+
+    for name in SEGMENT_OUTPUTS:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
 def _run_tiny_checkpoint(args: argparse.Namespace) -> int:
     from momentseg.model.tiny import write_tiny_checkpoint
 
@@ -117,26 +184,57 @@ def _run_tiny_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_info(args: argparse.Namespace) -> int:
+    from momentseg.model.checkpoint import describe_checkpoint
+
+    info = describe_checkpoint(args.checkpoint)
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    sam2 = info["sam2"]
+    millions = ", ".join(f"{part} {count / 1e6:,.1f} M" for part, count in info["parameters"].items())
+    print(f"checkpoint: {info['folder']}")
+    print(f"layout: {info['layout']}; heads: {', '.join(info['heads'])}")
+    print(f"SAM2: {sam2['version']} {sam2['trunk']} at {sam2['image_size']} px (embed {sam2['embed_dim']}, "
+          f"stages {sam2['stages']}, global attention {sam2['global_att_blocks']})")
+    print(f"parameters: {millions}")
+    print(f"dtype on disk: {', '.join(info['dtype_on_disk'])}; weights in memory: "
+          + ", ".join(f"{gb} GB in {name}" for name, gb in info["memory_gb"].items()) + " (SAM2 always float32)")
+    print("special tokens: " + ", ".join(f"{token} {token_id}" for token, token_id in info["special_tokens"].items())
+          + f" (embedding rows {info['vocab_size']})")
+    for line in info["will_run"]:
+        print(f"will run: {line}")
+    return 0
+
+
 def _run_serve(args: argparse.Namespace) -> int:
     import logging
     import os
 
-    from momentseg.serve import make_server
-    from momentseg.service import build_service_from_env
+    from momentseg.serve import ServeSettings, bind, create_app, make_server
+    from momentseg.service import Limits, build_service_from_env, check_device, load_pipeline
+    from momentseg.webhooks.app import routes_from_env
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    env = dict(os.environ, MOMENTSEG_CHECKPOINT=args.checkpoint, MOMENTSEG_DEVICE=args.device or _default_device())
-    service = build_service_from_env(env)
-    if service.load_error:
-        raise MomentSegError(f"the model did not load: {service.load_error}")
-    server = make_server(service, args.host, args.port)
-    print(f"serving MomentSeg on http://{args.host}:{server.server_port}/ (POST a request, see docs/api.md)")
+    device = args.device or _default_device()
+    check_device(device, "--device")
+    settings = ServeSettings.from_env(os.environ)
+    Limits.from_env(os.environ)
+    webhook_routes = routes_from_env(os.environ, settings)  # none unless a webhook secret is configured
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+        sock = bind(args.host, args.port)
+    except OSError as error:
+        raise MomentSegError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    env = dict(os.environ, MOMENTSEG_CHECKPOINT=args.checkpoint, MOMENTSEG_DEVICE=device,
+               **({"MOMENTSEG_DTYPE": args.dtype} if args.dtype else {}))
+    service = build_service_from_env(env, pipeline=load_pipeline(args.checkpoint, device, args.dtype))
+    if service.load_error:
+        raise MomentSegError(service.load_error)
+    host, port = sock.getsockname()[:2]
+    print(f"serving MomentSeg on http://{host}:{port}/ (POST a request, see docs/api.md)", flush=True)
+    if webhook_routes:
+        print(f"answering CVAT webhooks on http://{host}:{port}/webhooks/cvat (see docs/webhooks.md)", flush=True)
+    make_server(create_app(service, settings, routes=webhook_routes), sock, settings=settings).run(sockets=[sock])
     return 0
 
 
@@ -147,19 +245,32 @@ def _default_device() -> str:
 
 
 def _cvat_client(args: argparse.Namespace):
+    """Credentials from the environment, a credentials file or a prompt; never from the command line,
+    where other users of the machine can read them (ps)."""
+    import getpass
     import os
+    from urllib.parse import urlsplit
 
-    from momentseg.cvat.connection import connect
+    from momentseg.cvat.connection import connect, credentials_from_env, timeouts_from_env
 
-    host = args.host or os.environ.get("CVAT_HOST", "")
-    user, password = None, None
+    if args.auth and ":" in args.auth:
+        raise MomentSegError("--auth takes a user name only: a password on the command line is visible to other "
+                             "users (ps); set CVAT_PASSWORD, use --credentials-file, or type it at the prompt")
+    if args.host and "@" in urlsplit(args.host if "://" in args.host else f"//{args.host}").netloc:
+        raise MomentSegError("--host must not carry user or password: set CVAT_USER/CVAT_PASSWORD or "
+                             "CVAT_ACCESS_TOKEN, or use --credentials-file")
+    env = dict(os.environ)
+    if args.credentials_file:
+        env["CVAT_CREDENTIALS_FILE"] = args.credentials_file
+    credentials = credentials_from_env(env)
+    host = args.host or credentials.pop("host")
+    credentials.pop("host", None)
     if args.auth:
-        user, _, password = args.auth.partition(":")
-        password = password or os.environ.get("CVAT_PASSWORD") or os.environ.get("PASS")
-    elif not os.environ.get("CVAT_ACCESS_TOKEN"):
-        user, password = os.environ.get("CVAT_USER"), os.environ.get("CVAT_PASSWORD")
-    return connect(host, access_token=None if args.auth else os.environ.get("CVAT_ACCESS_TOKEN"),
-                   user=user, password=password)
+        password = credentials["password"]
+        if not password and sys.stdin.isatty():
+            password = getpass.getpass(f"CVAT password for {args.auth}: ")
+        credentials = {"access_token": None, "user": args.auth, "password": password}
+    return connect(host, **credentials, timeouts=timeouts_from_env(env))
 
 
 def _runner(args: argparse.Namespace, client):
@@ -173,7 +284,17 @@ def _runner(args: argparse.Namespace, client):
     from momentseg.model.checkpoint import load_checkpoint
     from momentseg.pipeline import MomentSegPipeline
 
-    return local_runner(client, MomentSegPipeline(load_checkpoint(args.checkpoint, device=args.device)), options, args.fps)
+    loaded = []
+
+    def run(selection, prompt, anchors):
+        # loaded once the task and its labels passed their checks: a typo fails in seconds, not after a model load
+        if not loaded:
+            model = load_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype)
+            loaded.append(local_runner(client, MomentSegPipeline(model), options, args.fps,
+                                       progress=None if args.json else _StageBars()))
+        return loaded[0](selection, prompt, anchors)
+
+    return run
 
 
 def _frame_range(text: str | None) -> dict:
@@ -191,14 +312,19 @@ def _run_cvat_annotate(args: argparse.Namespace) -> int:
 
     client = _cvat_client(args)
     summary = annotate_task(client, args.task, args.prompt, args.label, _runner(args, client),
-                            frames=_frame_range(args.frames), moment_label=args.moment_label,
+                            frames=_frame_range(args.frames), job_id=args.job,
+                            output="polygon" if args.polygons else "mask", moment_label=args.moment_label,
                             create_labels=args.create_labels, create_attributes=args.create_attributes)
+    if args.json:
+        print(json.dumps(summary.to_json()))
+        return 0
     moment = summary.moment
-    print(f"task {summary.task_id}: track {summary.track_id} on '{args.label}', {summary.frames} frames, "
-          f"keyframes {summary.keyframes}")
+    written = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in summary.written.items() if count)
+    print(f"task {summary.task_id}: object {summary.object_id} on '{summary.label}' ({written}); "
+          f"{summary.frames} frames read, keyframes {summary.keyframes}, c* = {summary.center_frame}")
     if moment:
-        where = f"interval on '{args.moment_label}'" if summary.moment_written else "not written"
-        print(f"moment: frames {moment['start_frame']}-{moment['end_frame']} ({where})")
+        print(f"moment: frames {moment['start_frame']}-{moment['end_frame']} "
+              f"({moment['start_sec']:.2f}s-{moment['end_sec']:.2f}s), tagged '{args.moment_label}'")
     for note in summary.notes:
         print(f"note: {note}")
     print(f"done in {summary.seconds:.1f}s: {summary.link}")
@@ -206,12 +332,20 @@ def _run_cvat_annotate(args: argparse.Namespace) -> int:
 
 
 def _run_cvat_refine(args: argparse.Namespace) -> int:
-    from momentseg.cvat.workflows import refine_track
+    from momentseg.cvat.workflows import refine_object
 
     client = _cvat_client(args)
-    summary = refine_track(client, args.task, args.track, _runner(args, client), prompt=args.prompt)
-    print(f"task {summary.task_id}, track {summary.track_id}: {len(summary.human_frames)} hand-made shapes kept "
-          f"(frames {summary.human_frames}), {summary.replaced} automatic shapes rewritten in {summary.seconds:.1f}s")
+    summary = refine_object(client, args.task, args.object, _runner(args, client), prompt=args.prompt)
+    if args.json:
+        print(json.dumps(summary.to_json()))
+        return 0
+    written = summary.written
+    print(f"task {summary.task_id}, object {summary.object_id}: anchors on frames {summary.anchors}; a person's "
+          f"shapes kept on {len(summary.kept)} frames; the tool's shapes: {written['updated']} updated, "
+          f"{written['created']} added, {written['deleted']} removed")
+    for note in summary.notes:
+        print(f"note: {note}")
+    print(f"done in {summary.seconds:.1f}s: {summary.link}")
     return 0
 
 
@@ -222,9 +356,9 @@ def _run_export(args: argparse.Namespace) -> int:
     from momentseg.result import SegmentResult
 
     if args.task is not None:
-        from momentseg.cvat.workflows import result_from_task
+        from momentseg.cvat.workflows import task_export
 
-        result = result_from_task(_cvat_client(args), args.task, args.track)
+        result = task_export(_cvat_client(args), args.task, args.object)
         name = args.video_name or f"task_{args.task}"
     else:
         try:
@@ -239,7 +373,10 @@ def _run_export(args: argparse.Namespace) -> int:
 def _add_cvat_connection(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("CVAT connection (defaults: CVAT_HOST, CVAT_ACCESS_TOKEN or CVAT_USER/CVAT_PASSWORD)")
     group.add_argument("--host", help="CVAT server URL")
-    group.add_argument("--auth", help="USER[:PASSWORD] (password from CVAT_PASSWORD or PASS when omitted)")
+    group.add_argument("--auth", metavar="USER", help="log in as USER (password from CVAT_PASSWORD, the "
+                       "credentials file or a prompt; never on the command line)")
+    group.add_argument("--credentials-file", help="KEY=VALUE lines: CVAT_ACCESS_TOKEN, or CVAT_USER and "
+                       "CVAT_PASSWORD (default: CVAT_CREDENTIALS_FILE)")
 
 
 def _add_runner_options(parser: argparse.ArgumentParser) -> None:
@@ -248,7 +385,13 @@ def _add_runner_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--local", action="store_true", help="run in this process (needs --checkpoint)")
     group.add_argument("--checkpoint", help="checkpoint folder or hub id, with --local")
     group.add_argument("--device", help="cuda or cpu, with --local")
-    group.add_argument("--fps", type=float, help="frame rate for the moment in seconds (default 30)")
+    _add_dtype_option(group)
+    group.add_argument("--fps", type=_positive_float, help="frame rate for the moment in seconds (default 30)")
+
+
+def _add_dtype_option(parser) -> None:
+    parser.add_argument("--dtype", choices=["bfloat16", "float16", "float32"],
+                        help="dtype of the LMM and heads (default: bfloat16 on CUDA, float32 on CPU)")
 
 
 def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
@@ -262,20 +405,35 @@ def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-anchored-updating", action="store_true")
     group.add_argument("--no-adaptive-cleaning", action="store_true")
     group.add_argument("--no-bidirectional", action="store_true")
-    group.add_argument("--tsg-pixels", type=int, default=8 * 8 * 28 * 28, help="pixels per TSG frame")
+    group.add_argument("--tsg-pixels", type=int, default=6 * 6 * 28 * 28,
+                       help="most pixels per TSG frame (default 6·6·28², the official RefVOS path; 8·8·28² for TSG)")
+    group.add_argument("--find-prompt", choices=["refvos", "tsg", "paper"], default="refvos",
+                       help="the [FIND] question (default: the official RefVOS evaluation's)")
+    group.add_argument("--force-answer", action="store_true",
+                       help="teacher-force 'It is [FIND].' / 'It is [SEG].' instead of generating the answers")
+    group.add_argument("--window", type=int, default=5, help="moment window w in frames (default 5; 0: ⌊T/K+0.5⌋)")
+    group.add_argument("--moment-rule", choices=["longest", "around_center"], default="longest",
+                       help="longest run above θ (official) or the run around c* (project spec)")
+    group.add_argument("--mcs-duplicates", choices=["uniform", "fill"], default="uniform",
+                       help="when MCS draws a frame twice: uniform keyframes (official) or fill the budget")
+    group.add_argument("--bap-score", choices=["presence", "iou_presence"], default="presence",
+                       help="S^t and S^p: σ(object score) (official) or IoU·σ(object score)")
+    group.add_argument("--clear-reach", type=int, default=7,
+                       help="a memory clear removes tracked frames within this many frames (default 7; -1: all)")
     group.add_argument("--image-pixels", type=int, default=16 * 16 * 28 * 28, help="pixels per keyframe image")
     group.add_argument("--polygons", action="store_true", help="polygon shapes instead of masks")
     group.add_argument("--label", default="object")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="momentseg", description=__doc__)
+    parser = _Parser(prog="momentseg", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run MCS and moment prediction on a synthetic similarity curve")
     demo.add_argument("--frames", type=int, default=300)
     demo.add_argument("--keyframes", type=int, default=8)
     demo.add_argument("--threshold", type=float, default=0.4)
-    demo.add_argument("--fps", type=float, default=30.0)
+    demo.add_argument("--fps", type=_positive_float, default=30.0)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_run_demo)
 
@@ -285,36 +443,42 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--checkpoint", required=True, help="checkpoint folder or hub id")
     segment.add_argument("--out", default="out", help="output folder (default ./out)")
     segment.add_argument("--format", choices=["png", "coco", "youtube-vis", "refvos-png"], default="png")
-    segment.add_argument("--fps", type=float, help="frame rate of a frame folder (default 30)")
+    segment.add_argument("--fps", type=_positive_float, help="frame rate of a frame folder (default 30)")
     segment.add_argument("--device", help="cuda or cpu (default: cuda when present)")
+    _add_dtype_option(segment)
     _add_pipeline_options(segment)
     segment.set_defaults(run=_run_segment)
 
     serve = commands.add_parser("serve", help="the CVAT function's service on a local HTTP server")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=_port, default=8080, help="0: any free port (default 8080)")
     serve.add_argument("--checkpoint", required=True, help="checkpoint folder or hub id")
     serve.add_argument("--device", help="cuda or cpu (default: cuda when present)")
+    _add_dtype_option(serve)
     serve.set_defaults(run=_run_serve)
 
     cvat = commands.add_parser("cvat", help="annotate CVAT tasks").add_subparsers(dest="cvat_command", required=True)
-    annotate = cvat.add_parser("annotate", help="write a mask track and the moment for a prompt to a task")
+    annotate = cvat.add_parser("annotate", help="add the object a prompt describes to a task: per-frame masks "
+                               "(or a polygon track) and the moment as frame tags")
     annotate.add_argument("--task", type=int, required=True)
+    annotate.add_argument("--job", type=int, help="only this job of the task")
+    annotate.add_argument("--json", action="store_true", help="print one JSON object")
     annotate.add_argument("--prompt", required=True)
     annotate.add_argument("--frames", help="a:b, task frames a to b-1 (default: the whole task)")
-    annotate.add_argument("--moment-label", default="moment", help="label of the moment interval (default moment)")
+    annotate.add_argument("--moment-label", default="moment", help="tag label of the moment (default moment)")
     annotate.add_argument("--create-labels", action="store_true", help="create the moment label if missing")
     annotate.add_argument("--create-attributes", action="store_true",
-                          help="add prompt/score/keyframe/momentseg attributes to the label")
+                          help="add the object/prompt/MCS/momentseg attributes to the label (see docs/cvat.md)")
     _add_cvat_connection(annotate)
     _add_runner_options(annotate)
     _add_pipeline_options(annotate)
     annotate.set_defaults(run=_run_cvat_annotate)
 
-    refine = cvat.add_parser("refine", help="re-propagate a track from a person's corrections")
+    refine = cvat.add_parser("refine", help="re-propagate an object from a person's corrections")
     refine.add_argument("--task", type=int, required=True)
-    refine.add_argument("--track", type=int, required=True)
-    refine.add_argument("--prompt", help="the prompt, when the track does not carry it")
+    refine.add_argument("--object", type=int, required=True, help="the object id annotate printed (its group)")
+    refine.add_argument("--prompt", help="the prompt, when the object does not carry it")
+    refine.add_argument("--json", action="store_true", help="print one JSON object")
     _add_cvat_connection(refine)
     _add_runner_options(refine)
     _add_pipeline_options(refine)
@@ -324,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = export_parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--from", dest="source", help="a result.json written by momentseg segment")
     source.add_argument("--task", type=int, help="a CVAT task id")
-    export_parser.add_argument("--track", type=int, nargs="*", help="only these track ids (with --task)")
+    export_parser.add_argument("--object", type=int, nargs="*", help="only these object ids (with --task)")
     export_parser.add_argument("--format", choices=["coco", "youtube-vis", "refvos-png"], required=True)
     export_parser.add_argument("--out", required=True, help="a JSON file, or a folder for refvos-png")
     export_parser.add_argument("--video-name", help="video name in the export (default from the source)")
@@ -333,19 +497,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     tiny = commands.add_parser("tiny-checkpoint", help="write a tiny random-weight checkpoint (tests, demos)")
     tiny.add_argument("dir")
-    tiny.add_argument("--layout", choices=["momentseg", "sa2va"], default="momentseg")
+    tiny.add_argument("--layout", choices=["official", "momentseg", "sa2va"], default="momentseg")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(run=_run_tiny_checkpoint)
+
+    info = commands.add_parser("info", help="what a checkpoint holds and what will run with it (reads no weights)")
+    info.add_argument("checkpoint", help="checkpoint folder or hub id")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(run=_run_info)
+
+    from momentseg.train.cli import register as register_training
+
+    register_training(commands)
+    from momentseg.webhooks.cli import register as register_webhooks
+
+    register_webhooks(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Exit 0 on success, 2 with one line on stderr for bad input, 1 with one line for an internal error."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed on one line
+        return done.code if isinstance(done.code, int) else 2
     try:
         return args.run(args)
-    except MomentSegError as error:
-        print(f"momentseg: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("momentseg: interrupted", file=sys.stderr)
+        return 130
+    except (MomentSegError, OSError, ValueError) as error:
+        if args.debug:
+            raise
+        print(f"momentseg: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except Exception as error:
+        if args.debug:
+            raise
+        print(f"momentseg: internal error ({type(error).__name__}: {_one_line(error)}); rerun as "
+              "'momentseg --debug ...' for the traceback", file=sys.stderr)
+        return 1
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 500 else text[:500] + "…"
 
 
 if __name__ == "__main__":

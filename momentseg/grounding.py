@@ -1,6 +1,9 @@
-"""Temporal sentence grounding with the [FIND] token (paper §3.2.1, Eq. 5; spec §2).
+"""Temporal sentence grounding with the [FIND] token (paper §3.2.1, Eq. 5; official MM:400-422, 1094-1104).
 
 Pure maths over embeddings and per-frame scores: numpy for inference, torch for the training loss.
+The defaults follow the authors' released code (``../shared/research/official-momentseg.md`` §3): the
+pooled frame embeddings T^v are interpolated to the T video frames before the similarity, and the
+moment is the longest run of the smoothed similarity strictly above θ.
 """
 
 from __future__ import annotations
@@ -17,11 +20,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TAU",
+    "DEFAULT_THETA",
+    "MOMENT_RULES",
     "find_matching_loss",
     "frame_query_similarity",
+    "frame_similarity",
+    "interpolate_temporal_embeddings",
+    "longest_moment",
+    "moment_around_center",
     "moment_seconds",
     "patch_scores_to_frames",
-    "predict_moment",
     "sigmoid",
 ]
 
@@ -113,26 +121,72 @@ def patch_scores_to_frames(patch_scores, sampled_frames, num_frames: int) -> np.
     return np.interp(np.arange(num_frames), sampled, per_sampled)
 
 
-def _runs_above(probs: np.ndarray, theta: float) -> list[tuple[int, int]]:
-    above = np.concatenate([[False], probs >= theta, [False]])
-    edges = np.flatnonzero(np.diff(above.astype(np.int8)))
+def interpolate_temporal_embeddings(pooled, num_frames: int) -> np.ndarray:
+    """T^v over frames: the L_t pooled patch embeddings [L_t, C] linearly resized along time to the T
+    video frames with ``align_corners=True`` (official MM:410-411, ``F.interpolate(mode="linear")``)."""
+    v = np.asarray(pooled, dtype=np.float64)
+    if v.ndim != 2 or v.shape[0] == 0:
+        raise InvalidInputError(f"pooled embeddings must be [L_t, C] with L_t >= 1, got shape {v.shape}")
+    if num_frames < 1:
+        raise InvalidInputError(f"the video must have at least one frame, got {num_frames}")
+    positions = np.linspace(0, v.shape[0] - 1, num_frames)
+    return np.stack([np.interp(positions, np.arange(v.shape[0]), channel) for channel in v.T], axis=1)
+
+
+def frame_similarity(find_embedding, pooled, num_frames: int, tau: float = DEFAULT_TAU, *,
+                     interpolation: str = "features", sampled_frames=None) -> np.ndarray:
+    """s_j = σ(ℓ_j), the frame-query similarity on every one of the T frames.
+
+    ``interpolation="features"`` (official): T^v is interpolated to T frames, then ℓ = cos/τ per frame.
+    ``"scores"`` (the paper's wording): σ(ℓ) per temporal patch, resized to the L ``sampled_frames`` and
+    interpolated over frame time (:func:`patch_scores_to_frames`).
+    """
+    if interpolation == "features":
+        return sigmoid(frame_query_similarity(find_embedding, interpolate_temporal_embeddings(pooled, num_frames), tau))
+    if interpolation == "scores":
+        if sampled_frames is None:
+            raise InvalidInputError("interpolation 'scores' needs the sampled frames")
+        return patch_scores_to_frames(sigmoid(frame_query_similarity(find_embedding, pooled, tau)), sampled_frames,
+                                      num_frames)
+    raise InvalidInputError(f"interpolation must be 'features' or 'scores', got {interpolation!r}")
+
+
+def _as_probabilities(probs) -> np.ndarray:
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 1 or p.size == 0:
+        raise InvalidInputError(f"probabilities must be a non-empty 1-D array, got shape {p.shape}")
+    return p
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], mask, [False]]).astype(np.int8)))
     return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
 
 
-def predict_moment(
-    probs, center: int, theta: float = DEFAULT_THETA, *, window: int | None = None
-) -> tuple[int, int]:
-    """TSG post-processing (spec §2, App. E.4): the predicted moment [t0, t1], inclusive frames.
+def longest_moment(probs, theta: float = DEFAULT_THETA) -> tuple[int, int]:
+    """TSG post-processing (official ``find_longest_left_right_index``, MM:1094-1104): the moment [t0, t1].
+
+    The longest run of consecutive frames with S > θ (strict; the first on ties); the whole video
+    when no frame exceeds θ.
+    """
+    p = _as_probabilities(probs)
+    runs = _runs(p > theta)
+    if not runs:
+        return 0, p.size - 1
+    return max(runs, key=lambda run: run[1] - run[0])
+
+
+def moment_around_center(probs, center: int, theta: float = DEFAULT_THETA, *, window: int | None = None
+                         ) -> tuple[int, int]:
+    """TSG post-processing as the project spec read the paper (an option): the moment [t0, t1].
 
     The maximal run of frames with p ≥ θ that contains c*; if p(c*) < θ, the run with the largest
     Σp; if no frame reaches θ, the MCS window of width w (default: that of N = 8 keyframes) around c*.
     """
-    p = np.asarray(probs, dtype=np.float64)
-    if p.ndim != 1 or p.size == 0:
-        raise InvalidInputError(f"probabilities must be a non-empty 1-D array, got shape {p.shape}")
+    p = _as_probabilities(probs)
     if not 0 <= center < p.size:
         raise InvalidInputError(f"moment centre {center} is outside the video's {p.size} frames")
-    runs = _runs_above(p, theta)
+    runs = _runs(p >= theta)
     for start, end in runs:
         if start <= center <= end:
             return start, end
@@ -141,6 +195,9 @@ def predict_moment(
     width = window or default_window(p.size, INFERENCE_KEYFRAMES)
     start = int(np.clip(center - width // 2, 0, p.size - min(width, p.size)))
     return start, start + min(width, p.size) - 1
+
+
+MOMENT_RULES = ("longest", "around_center")
 
 
 def moment_seconds(start: int, end: int, fps: float) -> tuple[float, float]:

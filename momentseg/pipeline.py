@@ -1,4 +1,9 @@
-"""MomentSeg inference, top to bottom like the paper's Fig. 4: ground → sample → segment → propagate → encode."""
+"""MomentSeg inference, top to bottom like the paper's Fig. 4: ground → sample → segment → propagate → encode.
+
+The defaults reproduce the authors' released inference (``predict_forward_find_seg``, RefVOS evaluation
+settings; ``../shared/research/official-momentseg.md``); every choice is a :class:`SegmentOptions` field so
+the paper's ablations (Tables 8-9), the project spec's readings of the paper and our extensions still run.
+"""
 
 from __future__ import annotations
 
@@ -12,59 +17,119 @@ import numpy as np
 import torch
 
 from momentseg.errors import InvalidInputError
-from momentseg.grounding import DEFAULT_TAU, frame_query_similarity, moment_seconds, patch_scores_to_frames, predict_moment, sigmoid
+from momentseg.grounding import (
+    DEFAULT_TAU,
+    MOMENT_RULES,
+    frame_similarity,
+    longest_moment,
+    moment_around_center,
+    moment_seconds,
+)
 from momentseg.masks import mask_to_polygons, to_cvat_rle
 from momentseg.model.checkpoint import MomentSegModel
-from momentseg.model.lmm import downscale_to_budget
-from momentseg.model.sam2_tracker import Sam2Tracker
-from momentseg.propagation import Anchor, BAPOptions, BidirectionalAnchorPropagation, PropagatedFrame
+from momentseg.model.lmm import IMAGE_MAX_PIXELS, IMAGE_MIN_PIXELS, MAX_NEW_TOKENS, VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS
+from momentseg.model.prompts import FIND_PROMPTS, RESERVED_TOKENS, SEG_PROMPTS
+from momentseg.model.sam2_tracker import MASK_UPSAMPLING, DecodedMask, Sam2Tracker
+from momentseg.propagation import SCORES, Anchor, BAPOptions, BidirectionalAnchorPropagation, PropagatedFrame
 from momentseg.result import Moment, SegmentResult, Shape, Track
-from momentseg.sampling import SAMPLERS, moment_center, moment_window
-from momentseg.video import FrameSource
+from momentseg.sampling import (
+    OFFICIAL_WINDOW,
+    SAMPLERS,
+    default_window,
+    moment_center,
+    moment_centric_sampling,
+    smooth_similarity,
+)
+from momentseg.video import FrameSource, as_store
 
 log = logging.getLogger(__name__)
 
 MAX_PROMPT_CHARS = 1000
-# samplers that need a frame-query similarity; without a [FIND] head they fall back to uniform
+# samplers that need a frame-query similarity; without one they fall back to uniform (as the official code)
 SIMILARITY_SAMPLERS = {"mcs", "top_k", "nearby_k"}
 Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
 class SegmentOptions:
-    """Inference options (paper App. B.2 defaults); every Table 8/9 choice is one of them."""
+    """Inference options. The defaults are the official inference; the alternatives are named.
+
+    Grounding: ``tsg_frames`` (≤ 100 frames by ``linspace`` when T > 101), video budget ``tsg_min_pixels``
+    … ``tsg_pixels`` (RefVOS path 4·4·28² … 6·6·28²; the TSG evaluation uses ``tsg_pixels=8·8·28²``,
+    ``find_prompt="tsg"``), τ, ``similarity_interpolation`` ("features" official / "scores" paper), σ of
+    the Gaussian, θ and ``moment_rule`` ("longest" official / "around_center" spec).
+    Sampling: ``sampling`` (mcs or a Table 8 baseline), K = ``keyframes``, ``window`` (5 official; None:
+    the spec's ⌊T/K + 0.5⌋), ``mcs_duplicates`` ("uniform" official / "fill" spec).
+    RefVOS: ``image_min_pixels`` … ``image_pixels`` (a maximum below a minimum lowers it), ``seg_prompt``; ``force_answer`` teacher-forces
+    "It is [FIND]." / "It is [SEG]." instead of generating.
+    BAP: the Table 9 switches, λ, ``bap_score`` ("presence" σ(o) official / "iou_presence" spec),
+    ``clear_reach`` (7 official; None: all tracked memory), ``mask_upsampling``.
+    """
 
     keyframes: int = 8
     sampling: str = "mcs"
     threshold: float = 0.4
     lam: float = 0.9
     sigma: float = 1.0
-    window: int | None = None
+    window: int | None = OFFICIAL_WINDOW
     tau: float = DEFAULT_TAU
     anchored_updating: bool = True
     adaptive_cleaning: bool = True
     bidirectional: bool = True
     tsg_frames: int = 100
-    tsg_pixels: int = 8 * 8 * 28 * 28
-    image_pixels: int = 16 * 16 * 28 * 28
+    tsg_pixels: int = VIDEO_MAX_PIXELS
+    tsg_min_pixels: int = VIDEO_MIN_PIXELS
+    image_pixels: int = IMAGE_MAX_PIXELS
+    image_min_pixels: int = IMAGE_MIN_PIXELS
+    find_prompt: str = "refvos"
+    seg_prompt: str = "refvos"
+    force_answer: bool = False
+    max_new_tokens: int = MAX_NEW_TOKENS
+    similarity_interpolation: str = "features"
+    moment_rule: str = "longest"
+    mcs_duplicates: str = "uniform"
+    bap_score: str = "presence"
+    clear_reach: int | None = 7
+    mask_upsampling: str = "official"
     output: str = "mask"
     polygon_tolerance: float = 1.0
     label: str = "object"
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.sampling not in SAMPLERS:
-            raise InvalidInputError(f"unknown sampling '{self.sampling}': use one of {', '.join(SAMPLERS)}")
-        if self.output not in ("mask", "polygon"):
-            raise InvalidInputError(f"output must be 'mask' or 'polygon', got '{self.output}'")
+        choices = {
+            "sampling": SAMPLERS, "find_prompt": FIND_PROMPTS, "seg_prompt": SEG_PROMPTS,
+            "similarity_interpolation": ("features", "scores"), "moment_rule": MOMENT_RULES,
+            "mcs_duplicates": ("uniform", "fill"), "bap_score": SCORES, "mask_upsampling": MASK_UPSAMPLING,
+            "output": ("mask", "polygon"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise InvalidInputError(f"unknown {name} '{getattr(self, name)}': use one of {', '.join(allowed)}")
         if not 1 <= self.keyframes <= 64:
             raise InvalidInputError(f"keyframes must be between 1 and 64, got {self.keyframes}")
         if not 0 <= self.threshold <= 1:
             raise InvalidInputError(f"threshold must be in [0, 1], got {self.threshold}")
         if not 0 <= self.lam <= 1:
             raise InvalidInputError(f"lambda must be in [0, 1], got {self.lam}")
-        if self.tsg_frames < 2 or self.tsg_pixels < 4 * 28 * 28 or self.image_pixels < 4 * 28 * 28:
+        if self.window is not None and self.window < 1:
+            raise InvalidInputError(f"window must be a positive number of frames, got {self.window}")
+        if self.clear_reach is not None and self.clear_reach < 0:
+            raise InvalidInputError(f"clear_reach must be >= 0, got {self.clear_reach}")
+        if not 1 <= self.max_new_tokens <= 1024:
+            raise InvalidInputError(f"max_new_tokens must be between 1 and 1024, got {self.max_new_tokens}")
+        if self.tsg_frames < 2 or min(self.tsg_pixels, self.tsg_min_pixels, self.image_pixels,
+                                      self.image_min_pixels) < 4 * 28 * 28:
             raise InvalidInputError("tsg_frames must be >= 2 and pixel budgets >= 4·28·28")
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """The TSG pass's outcome: s = σ(ℓ) and S (smoothed) on every frame, or None without [FIND]."""
+
+    similarity_raw: np.ndarray | None
+    similarity: np.ndarray | None
+    answer: str
 
 
 class _Timer:
@@ -79,12 +144,26 @@ class _Timer:
 
 
 def validate_prompt(prompt: str) -> str:
+    """The prompt with whitespace collapsed; refuses empty, over-long, special-token or broken-unicode text."""
     text = " ".join(str(prompt).split())
     if not text:
         raise InvalidInputError("the prompt is empty: describe the object to find")
     if len(text) > MAX_PROMPT_CHARS:
         raise InvalidInputError(f"the prompt has {len(text)} characters; at most {MAX_PROMPT_CHARS} are allowed")
+    if any(0xD800 <= ord(char) <= 0xDFFF for char in text):
+        raise InvalidInputError("the prompt contains an unpaired surrogate: send valid Unicode text")
+    reserved = [token for token in RESERVED_TOKENS if token in text]
+    if reserved:
+        raise InvalidInputError(f"the prompt contains the model's special token {reserved[0]}: remove it")
     return text
+
+
+def tsg_frame_indices(num_frames: int, max_frames: int = 100) -> np.ndarray:
+    """The frames the TSG pass sees: all of them, or ``linspace(0, T-1, max_frames, dtype=int)`` when
+    T > max_frames + 1 (official MM:574-578)."""
+    if num_frames > max_frames + 1:
+        return np.linspace(0, num_frames - 1, max_frames, dtype=np.int64)
+    return np.arange(num_frames)
 
 
 class MomentSegPipeline:
@@ -93,121 +172,168 @@ class MomentSegPipeline:
     def __init__(self, model: MomentSegModel):
         self.model = model
 
-    def ground(self, frames: FrameSource, prompt: str, options: SegmentOptions) -> np.ndarray:
-        """TSG pass: the per-frame frame-query similarity s = σ(ℓ) over all T frames (spec §2)."""
+    def ground(self, frames: FrameSource, prompt: str, options: SegmentOptions) -> Grounding:
+        """TSG pass: s_j = σ(cos(T^f, T^v_j)/τ) and S = Gaussian(s) on all T frames (paper §3.2.1, MM:549-661)."""
         total = len(frames)
-        sampled = np.unique(np.round(np.linspace(0, total - 1, min(total, options.tsg_frames))).astype(int))
-        low_res = [downscale_to_budget(frames[int(i)], options.tsg_pixels) for i in sampled]
-        effective_fps = frames.fps * (len(sampled) - 1) / max(total - 1, 1) if len(sampled) > 1 else frames.fps
-        states = self.model.lmm.encode_tsg(low_res, prompt, effective_fps, options.tsg_pixels)
+        sampled = tsg_frame_indices(total, options.tsg_frames)
+        states = self.model.lmm.encode_tsg(
+            (frames[int(i)] for i in sampled), prompt, min_pixels=min(options.tsg_min_pixels, options.tsg_pixels),
+            max_pixels=options.tsg_pixels, style=options.find_prompt, force_answer=options.force_answer,
+            max_new_tokens=options.max_new_tokens)
+        if states.find is None:
+            return Grounding(None, None, states.answer)
         head = self.model.find_head
         with torch.inference_mode():
-            find = head(states.find)
-            frame_tokens = head(states.frame_tokens).mean(dim=1)
-            logits = frame_query_similarity(find, frame_tokens, options.tau)
-        return patch_scores_to_frames(sigmoid(logits.float().cpu().numpy()), sampled, total)
+            find = head(states.find).float().cpu().numpy()
+            pooled = head(states.frame_tokens).mean(dim=1).float().cpu().numpy()
+        raw = frame_similarity(find, pooled, total, options.tau, interpolation=options.similarity_interpolation,
+                               sampled_frames=sampled)
+        return Grounding(raw, smooth_similarity(raw, options.sigma), states.answer)
 
-    def segment_keyframes(self, frames: FrameSource, keyframes: np.ndarray, prompt: str, options: SegmentOptions,
-                          tracker: Sam2Tracker) -> list[Anchor]:
-        """RefVOS pass: one [SEG] token over the keyframes, decoded by SAM2 on each keyframe ("one token seg all")."""
-        images = [downscale_to_budget(frames[int(k)], options.image_pixels) for k in keyframes]
-        h_seg = self.model.lmm.encode_seg(images, prompt, options.image_pixels)
+    def prompt_embedding(self, frames: FrameSource, keyframes: np.ndarray, prompt: str,
+                         options: SegmentOptions) -> tuple[torch.Tensor | None, str]:
+        """RefVOS pass: p = text_hidden_fcs(h_SEG) over the keyframes as images ("one token seg all"), or
+        None when the model answers without [SEG]; and the answer."""
+        state = self.model.lmm.encode_seg(
+            (frames[int(k)] for k in keyframes), prompt, min_pixels=min(options.image_min_pixels, options.image_pixels),
+            max_pixels=options.image_pixels, style=options.seg_prompt, force_answer=options.force_answer,
+            max_new_tokens=options.max_new_tokens)
+        if state.seg is None:
+            return None, state.answer
         with torch.inference_mode():
-            prompt_embedding = self.model.seg_projector(h_seg).float()
-        anchors = []
-        for frame in keyframes:
-            decoded = tracker.decode_prompt(int(frame), prompt_embedding)
-            anchors.append(Anchor(int(frame), decoded.mask, decoded.iou, decoded.object_score_logit))
-        return anchors
+            return self.model.seg_projector(state.seg).float(), state.answer
 
     def run(self, frames: FrameSource, prompt: str, options: SegmentOptions | None = None, *,
             human_anchors: Mapping[int, np.ndarray] | None = None, progress: Progress | None = None) -> SegmentResult:
         options = options or SegmentOptions()
         prompt = validate_prompt(prompt)
+        if len(frames) == 0:
+            raise InvalidInputError("the video has no frames")
+        store = as_store(frames)
+        try:
+            return self._run(store, prompt, options, human_anchors or {}, progress or (lambda stage, done, todo: None))
+        finally:
+            if store is not frames:
+                store.close()
+
+    def _run(self, frames: FrameSource, prompt: str, options: SegmentOptions, human_anchors: Mapping[int, np.ndarray],
+             report: Progress) -> SegmentResult:
         timer = _Timer()
         total = len(frames)
-        if total == 0:
-            raise InvalidInputError("the video has no frames")
         with timer.stage("decode_first_frame"):
             height, width = frames[0].shape[:2]
-        human = _validated_human_anchors(human_anchors or {}, total, height, width)
-        report = progress or (lambda stage, done, todo: None)
+        human = _validated_human_anchors(human_anchors, total, height, width)
+        reasons = []
 
         # 1. TSG: frame-query similarity from [FIND]
-        similarity = None
-        reason = None
+        grounding = Grounding(None, None, "")
         if self.model.find_head is not None:
             report("grounding", 0, 1)
             with timer.stage("tsg"):
-                similarity = self.ground(frames, prompt, options)
+                grounding = self.ground(frames, prompt, options)
             report("grounding", 1, 1)
+            if grounding.similarity is None:
+                reasons.append(f"the model answered without [FIND] ('{grounding.answer}'): no moment is predicted "
+                               "and keyframes are sampled uniformly")
         else:
-            reason = "the checkpoint has no [FIND] head: no moment is predicted and keyframes are sampled uniformly"
-            log.warning(reason)
+            reasons.append("the checkpoint has no [FIND] head: no moment is predicted and keyframes are sampled "
+                           "uniformly")
+        similarity = grounding.similarity
 
         # 2. MCS (or a baseline): keyframes, moment centre c*, moment
         with timer.stage("sampling"):
-            sampling = options.sampling
-            curve = similarity if similarity is not None else np.ones(total)
-            if similarity is None and sampling in SIMILARITY_SAMPLERS:
-                sampling = "uniform"
-            sampler_options = {"sigma": options.sigma, "window": options.window} if sampling == "mcs" else {}
-            if sampling == "random":
-                sampler_options = {"seed": options.seed}
-            keyframes = SAMPLERS[sampling](curve, options.keyframes, **sampler_options)
-            center = _start_frame(curve, keyframes, options, has_similarity=similarity is not None)
+            keyframes, start, center, sampling = _keyframes(similarity, total, options)
             moment = None
             if similarity is not None:
-                window_start, window_end = moment_window(similarity, options.keyframes, sigma=options.sigma,
-                                                         window=options.window)
-                start, end = predict_moment(similarity, center, options.threshold,
-                                            window=window_end - window_start + 1)
-                start_sec, end_sec = moment_seconds(start, end, frames.fps)
-                moment = Moment(start, end, round(start_sec, 4), round(end_sec, 4),
-                                round(float(similarity[start:end + 1].mean()), 4))
+                moment = _moment(similarity, center, options, frames.fps)
 
         # 3. RefVOS: [SEG] → SAM2 masks on the keyframes
-        tracker = Sam2Tracker(self.model.predictor, frames,
-                              on_frame=lambda: report("propagation", len(results), total))
         report("segmenting keyframes", 0, len(keyframes))
         with timer.stage("refvos"):
-            anchors = self.segment_keyframes(frames, keyframes, prompt, options, tracker)
-        report("segmenting keyframes", len(keyframes), len(keyframes))
-        anchors += [Anchor.from_person(frame, mask) for frame, mask in human.items()]
-
-        # 4. BAP: SAM2 propagation from c*, re-anchored at the keyframes (Eq. 8)
-        bap = BidirectionalAnchorPropagation(
-            tracker, anchors, center, total,
-            BAPOptions(anchored_updating=options.anchored_updating, adaptive_cleaning=options.adaptive_cleaning,
-                       bidirectional=options.bidirectional, lam=options.lam),
-        )
+            embedding, seg_answer = self.prompt_embedding(frames, keyframes, prompt, options)
         results: dict[int, Shape | None] = {}
-        keyframe_set = set(int(k) for k in keyframes) | set(human)
-        with timer.stage("propagation"):
-            for output in bap:
-                results[output.frame] = _encode(output, options, keyframe_set)
-        report("propagation", total, total)
+        decisions = []
+        if embedding is None:
+            reasons.append(f"the model answered without [SEG] ('{seg_answer}'): no masks")
+        else:
+            tracker = Sam2Tracker(self.model.predictor, frames, prompt=embedding, dtype=self.model.lmm.dtype,
+                                  mask_upsampling=options.mask_upsampling,
+                                  on_frame=lambda: report("propagation", len(results), total))
+            with timer.stage("refvos"):
+                anchors = []
+                for frame in keyframes:
+                    decoded = tracker.decode_prompt(int(frame), embedding)
+                    anchors.append(Anchor(int(frame), decoded, decoded.iou, decoded.object_score_logit))
+            report("segmenting keyframes", len(keyframes), len(keyframes))
+            anchors += [Anchor.from_person(frame, mask) for frame, mask in human.items()]
+
+            # 4. BAP: SAM2 propagation from c*, forward then backward, re-anchored at the keyframes (Eq. 8)
+            score = SCORES[options.bap_score]
+            bap = BidirectionalAnchorPropagation(
+                tracker, anchors, start, total,
+                BAPOptions(anchored_updating=options.anchored_updating, adaptive_cleaning=options.adaptive_cleaning,
+                           bidirectional=options.bidirectional, lam=options.lam, clear_reach=options.clear_reach,
+                           tracking_score=score, prompt_score=score),
+            )
+            keyframe_set = set(int(k) for k in keyframes) | set(human)
+            with timer.stage("propagation"):
+                for output in bap:
+                    results[output.frame] = _encode(output, options, keyframe_set)
+            start = bap.start
+            decisions = [asdict(d) for d in bap.decisions]
+            report("propagation", total, total)
 
         # 5. Encode: one track, outside where the object is absent
         with timer.stage("encode"):
             tracks = _tracks(results, options.label)
         return SegmentResult(
             prompt=prompt, num_frames=total, width=width, height=height, fps=float(frames.fps),
-            moment=moment, moment_reason=reason, center_frame=int(bap.start), keyframes=[int(k) for k in keyframes],
-            similarity=None if similarity is None else [round(float(v), 5) for v in similarity],
+            moment=moment, moment_reason="; ".join(reasons) or None, center_frame=int(start),
+            keyframes=[int(k) for k in keyframes],
+            similarity=None if similarity is None else [round(float(v), 6) for v in similarity],
             tracks=tracks, model=self.model.info.to_dict(),
             options={**asdict(options), "sampling": sampling},
-            timings=timer.timings, decisions=[asdict(d) for d in bap.decisions],
+            timings=timer.timings, decisions=decisions,
             frame_names=list(getattr(frames, "names", [])) or None,
+            moment_center=None if center is None else int(center),
+            similarity_raw=None if grounding.similarity_raw is None
+            else [round(float(v), 6) for v in grounding.similarity_raw],
+            answers={"find": grounding.answer or None, "seg": seg_answer},
         )
 
 
-def _start_frame(curve: np.ndarray, keyframes: np.ndarray, options: SegmentOptions, *, has_similarity: bool) -> int:
-    """c* for MCS; for a baseline, the keyframe nearest c*; without similarity, the middle keyframe."""
-    if not has_similarity:
-        return int(keyframes[len(keyframes) // 2])
-    center = moment_center(curve, options.keyframes, sigma=options.sigma, window=options.window)
-    return int(keyframes[np.argmin(np.abs(keyframes - center))])
+def _keyframes(similarity: np.ndarray | None, total: int, options: SegmentOptions
+               ) -> tuple[np.ndarray, int, int | None, str]:
+    """Keyframes, the frame BAP starts from, c* and the sampler used.
+
+    MCS gives c* as the start; when it fell back to uniform keyframes, or without a similarity, BAP starts
+    at the middle keyframe (official S2:363-365); a baseline starts at the keyframe nearest c*.
+    """
+    sampling = options.sampling
+    center = None if similarity is None else moment_center(similarity, options.keyframes, window=options.window)
+    if similarity is None and sampling in SIMILARITY_SAMPLERS:
+        sampling = "uniform"
+    if sampling == "mcs":
+        keyframes, mcs_center = moment_centric_sampling(similarity, options.keyframes, window=options.window,
+                                                        duplicates=options.mcs_duplicates)
+        start = mcs_center if mcs_center is not None else int(keyframes[len(keyframes) // 2])
+        return keyframes, int(start), center, sampling
+    curve = similarity if similarity is not None else np.ones(total)
+    extra = {"seed": options.seed} if sampling == "random" else {}
+    keyframes = SAMPLERS[sampling](curve, options.keyframes, **extra)
+    if center is None:
+        return keyframes, int(keyframes[len(keyframes) // 2]), None, sampling
+    return keyframes, int(keyframes[np.argmin(np.abs(keyframes - center))]), center, sampling
+
+
+def _moment(similarity: np.ndarray, center: int, options: SegmentOptions, fps: float) -> Moment:
+    if options.moment_rule == "longest":
+        start, end = longest_moment(similarity, options.threshold)
+    else:
+        window = options.window or default_window(similarity.size, options.keyframes)
+        start, end = moment_around_center(similarity, center, options.threshold, window=window)
+    start_sec, end_sec = moment_seconds(start, end, fps)
+    return Moment(start, end, round(start_sec, 4), round(end_sec, 4), round(float(similarity[start:end + 1].mean()), 4))
 
 
 def _validated_human_anchors(anchors: Mapping[int, np.ndarray], total: int, height: int, width: int) -> dict[int, np.ndarray]:
@@ -223,8 +349,13 @@ def _validated_human_anchors(anchors: Mapping[int, np.ndarray], total: int, heig
     return checked
 
 
+def frame_mask(output: PropagatedFrame) -> np.ndarray:
+    """The bool [H, W] mask of a BAP output (a keyframe's decode, a person's mask or a tracked mask)."""
+    return output.mask.mask if isinstance(output.mask, DecodedMask) else output.mask
+
+
 def _encode(output: PropagatedFrame, options: SegmentOptions, keyframes: set[int]) -> Shape | None:
-    mask = output.mask
+    mask = frame_mask(output)
     if not mask.any():
         return None
     if options.output == "polygon":

@@ -61,7 +61,13 @@ def shape_mask(shape: Shape, width: int, height: int) -> np.ndarray:
 
 @dataclass
 class SegmentResult:
-    """Everything one run produces; ``to_dict`` is the JSON schema of result.json and the API."""
+    """Everything one run produces; ``to_dict`` is the JSON schema of result.json and the API.
+
+    ``similarity`` is S, the smoothed frame-query similarity the moment and MCS use (the official
+    ``find_logits``); ``similarity_raw`` is s = σ(cos/τ) before smoothing; ``moment_center`` is c*;
+    ``center_frame`` is where BAP started (c*, or the middle keyframe when MCS fell back to uniform);
+    ``answers`` are the LMM's [FIND] and [SEG] answers.
+    """
 
     prompt: str
     num_frames: int
@@ -79,6 +85,9 @@ class SegmentResult:
     timings: dict[str, float]
     decisions: list[dict[str, Any]] = field(default_factory=list)
     frame_names: list[str] | None = None
+    moment_center: int | None = None
+    similarity_raw: list[float] | None = None
+    answers: dict[str, str | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -92,6 +101,8 @@ class SegmentResult:
         data = self.to_dict()
         data["frames"] = list(numbers)
         data["center_frame"] = numbers[self.center_frame]
+        if self.moment_center is not None:
+            data["moment_center"] = numbers[self.moment_center]
         data["keyframes"] = [numbers[k] for k in self.keyframes]
         if data["moment"]:
             data["moment"]["start_frame"] = numbers[self.moment.start_frame]
@@ -101,6 +112,7 @@ class SegmentResult:
                 shape["frame"] = numbers[shape["frame"]]
         for decision in data["decisions"]:
             decision["frame"] = numbers[decision["frame"]]
+            decision["removed"] = [numbers[f] for f in decision.get("removed", [])]
         return data
 
     @classmethod

@@ -1,7 +1,9 @@
 """Keyframe sampling: Moment-Centric Sampling (paper §3.2.2, Eq. 6-7) and the Table 8 baselines.
 
-Every sampler has the call shape ``sampler(similarity, k, **options) -> np.ndarray`` and returns
-sorted, distinct frame indices, exactly ``min(k, T)`` of them.
+The defaults follow the authors' released code (``../shared/research/official-momentseg.md`` §4): a
+fixed 5-frame moment window, Python rounding of the budget split, and uniform keyframes when two
+draws coincide. Every entry of :data:`SAMPLERS` has the call shape ``sampler(S, k, **options) ->
+np.ndarray`` and returns sorted, distinct frame indices, exactly ``min(k, T)`` of them.
 """
 
 from __future__ import annotations
@@ -13,16 +15,23 @@ from scipy.ndimage import gaussian_filter1d
 
 from momentseg.errors import InvalidInputError
 
+# the official moment window: a constant 5 frames (MM:417, ``find_max_window_center(p, 5)``)
+OFFICIAL_WINDOW = 5
+
 __all__ = [
     "SAMPLERS",
+    "OFFICIAL_WINDOW",
     "default_window",
     "first_k",
+    "inverse_cdf_samples",
+    "mcs",
     "moment_center",
     "moment_centric_sampling",
     "moment_window",
     "nearby_k",
     "random_k",
     "smooth_similarity",
+    "split_budget",
     "top_k",
     "uniform",
 ]
@@ -46,9 +55,10 @@ def _budget(k: int, num_frames: int) -> int:
 
 
 def smooth_similarity(similarity, sigma: float = 1.0) -> np.ndarray:
-    """S = Gaussian-smooth(s): the smoothed frame-query similarity of MCS step 1.
+    """S = Gaussian-smooth(s): the smoothed frame-query similarity of MCS step 1 (official MM:415).
 
-    The kernel is scipy's ``gaussian_filter1d`` with mirrored borders; ``sigma = 0`` is no smoothing.
+    The kernel is scipy's ``gaussian_filter1d`` with its defaults (mirrored borders, radius 4σ);
+    ``sigma = 0`` is no smoothing.
     """
     s = _as_similarity(similarity)
     if sigma < 0:
@@ -59,7 +69,7 @@ def smooth_similarity(similarity, sigma: float = 1.0) -> np.ndarray:
 
 
 def default_window(num_frames: int, k: int) -> int:
-    """w = max(1, ⌊T / K + 0.5⌋), capped at T: the moment window when none is given."""
+    """w = max(1, ⌊T / K + 0.5⌋), capped at T: the project spec's window, an option beside the official 5."""
     return min(num_frames, max(1, int(np.floor(num_frames / k + 0.5))))
 
 
@@ -68,64 +78,62 @@ def _window(num_frames: int, k: int, window: int | None) -> int:
         return default_window(num_frames, k)
     if int(window) != window or window < 1:
         raise InvalidInputError(f"window must be a positive integer, got {window!r}")
-    return min(int(window), num_frames)
+    return int(window)
 
 
-def _window_start(smoothed: np.ndarray, width: int) -> int:
-    """i* = argmax_i Σ_{j=i}^{i+w-1} S_j, the first maximum on ties (Eq. 6).
+def moment_window(smoothed, k: int = 8, *, window: int | None = OFFICIAL_WINDOW) -> tuple[int, int]:
+    """Eq. 6: the densest window [i*, i* + w - 1] of S (inclusive, clipped to the video).
 
-    Window sums come from a prefix sum (O(T)); sums equal up to rounding count as ties.
+    i* = argmax_i Σ_{j=i}^{i+w-1} S_j, the first maximum (official ``np.convolve(S, ones(w), "valid")``,
+    MM:1106-1117). ``window`` None is the spec's w = ⌊T/K + 0.5⌋. A video shorter than w is one window.
     """
-    prefix = np.concatenate([[0.0], np.cumsum(smoothed)])
-    sums = prefix[width:] - prefix[:-width]
-    tolerance = 1e-9 * max(1.0, prefix[-1])
-    return int(np.argmax(sums >= sums.max() - tolerance))
-
-
-def moment_center(similarity, k: int, *, sigma: float = 1.0, window: int | None = None) -> int:
-    """Eq. 6: the moment centre c* = i* + ⌊w/2⌋ of the densest window of the smoothed similarity."""
-    s = smooth_similarity(similarity, sigma)
+    s = _as_similarity(smoothed)
     width = _window(s.size, _budget(k, s.size), window)
-    return _window_start(s, width) + width // 2
-
-
-def moment_window(similarity, k: int, *, sigma: float = 1.0, window: int | None = None) -> tuple[int, int]:
-    """The densest window [i*, i* + w - 1] of Eq. 6 (inclusive frames); its centre is c*."""
-    s = smooth_similarity(similarity, sigma)
-    width = _window(s.size, _budget(k, s.size), window)
-    start = _window_start(s, width)
+    if s.size < width:
+        return 0, s.size - 1
+    start = int(np.argmax(np.convolve(s, np.ones(width), "valid")))
     return start, start + width - 1
 
 
-def _side_budgets(smoothed: np.ndarray, center: int, k: int) -> tuple[int, int, bool]:
-    """Eq. 7 budget split: k_L = ⌊(K-1)·w_L / (w_L + w_R) + 0.5⌋, k_R = K - 1 - k_L.
+def moment_center(smoothed, k: int = 8, *, window: int | None = OFFICIAL_WINDOW) -> int:
+    """Eq. 6: the moment centre c* = i* + ⌊w/2⌋; T // 2 when the video is shorter than w (official)."""
+    s = _as_similarity(smoothed)
+    width = _window(s.size, _budget(k, s.size), window)
+    if s.size < width:
+        return s.size // 2
+    return moment_window(s, k, window=width)[0] + width // 2
 
-    Returns (k_L, k_R, flat): ``flat`` says both masses were zero and the split follows frame counts.
+
+def split_budget(smoothed: np.ndarray, center: int, rest: int) -> tuple[int, int]:
+    """Eq. 7 budget: k_L = round(rest · w_L / (w_L + w_R)) with Python's round (official MM:1132-1138),
+    k_R = rest - k_L, where w_L = Σ_{j<c*} S_j and w_R = Σ_{j>c*} S_j.
+
+    When both masses are 0 (not reachable from σ(ℓ) > 0) the split follows the frame counts instead.
     """
-    last = smoothed.size - 1
-    rest = k - 1
-    if center == 0:
-        return 0, rest, False
-    if center == last:
-        return rest, 0, False
-    mass_left = smoothed[:center].sum()
-    mass_right = smoothed[center + 1 :].sum()
+    mass_left = float(smoothed[:center].sum())
+    mass_right = float(smoothed[center + 1 :].sum())
     if mass_left + mass_right == 0:
-        k_left = int(np.floor(rest * center / last + 0.5))
-        return k_left, rest - k_left, True
-    k_left = int(np.floor(rest * mass_left / (mass_left + mass_right) + 0.5))
-    return k_left, rest - k_left, False
+        mass_left, mass_right = center, smoothed.size - 1 - center
+    if mass_left + mass_right == 0:
+        return 0, 0
+    k_left = int(round(rest * mass_left / (mass_left + mass_right)))
+    return k_left, rest - k_left
 
 
-def _inverse_cdf_samples(weights: np.ndarray, count: int, offset: int) -> np.ndarray:
-    """Stratified inverse-CDF sampling: i_m = min{i : F(i) ≥ (m - 0.5)/k}, m = 1..k."""
+def inverse_cdf_samples(weights: np.ndarray, count: int) -> np.ndarray:
+    """Eq. 7 stratified inverse-CDF sampling: i_m = min{i : F(i) ≥ (m - 0.5)/k}, m = 1..k.
+
+    ``np.searchsorted`` over the cumulative distribution (official MM:1141-1161); an all-zero side
+    is sampled evenly (``linspace``). Indices are relative to the side.
+    """
     if count == 0 or weights.size == 0:
         return np.empty(0, dtype=np.int64)
     total = weights.sum()
-    cdf = np.cumsum(weights / total) if total > 0 else np.arange(1, weights.size + 1) / weights.size
-    quantiles = (np.arange(1, count + 1) - 0.5) / count
-    picks = np.minimum(np.searchsorted(cdf, quantiles, side="left"), weights.size - 1)
-    return picks + offset
+    if total == 0:
+        return np.linspace(0, weights.size - 1, count, dtype=np.int64)
+    cdf = np.cumsum(weights / total)
+    quantiles = (np.arange(count) + 0.5) / count
+    return np.minimum(np.searchsorted(cdf, quantiles), weights.size - 1).astype(np.int64)
 
 
 def _fill_to_budget(draws: np.ndarray, smoothed: np.ndarray) -> np.ndarray:
@@ -145,27 +153,41 @@ def _fill_to_budget(draws: np.ndarray, smoothed: np.ndarray) -> np.ndarray:
     return np.flatnonzero(used)
 
 
-def moment_centric_sampling(similarity, k: int, *, sigma: float = 1.0, window: int | None = None) -> np.ndarray:
-    """Moment-Centric Sampling (paper §3.2.2, Eq. 6-7; spec §3).
+def moment_centric_sampling(smoothed, k: int, *, window: int | None = OFFICIAL_WINDOW,
+                            duplicates: str = "uniform") -> tuple[np.ndarray, int | None]:
+    """Moment-Centric Sampling (paper §3.2.2, Eq. 6-7; official ``proportional_weighted_sampling``).
 
-    Smooths s into S, finds the moment centre c* (Eq. 6), splits the remaining K - 1 frames between
-    the two sides by their similarity mass (Eq. 7) and draws each side by stratified inverse-CDF
-    sampling. Returns exactly min(K, T) sorted distinct frames, c* among them.
+    ``smoothed`` is S (see :func:`smooth_similarity`). Finds c* (Eq. 6), splits the other K - 1 frames
+    between the two sides by their similarity mass and draws each side by stratified inverse-CDF
+    sampling (Eq. 7). Returns the sorted keyframes and c*, the frame BAP starts from.
+
+    Where two draws hit one frame, ``duplicates="uniform"`` (official MM:667-669) returns uniform
+    keyframes and no centre (BAP then starts at the middle keyframe); ``"fill"`` (the project spec)
+    replaces each repeat by the nearest unused frame. A video with fewer than K frames: every frame,
+    no centre (official MM:646-647).
     """
-    smoothed = smooth_similarity(similarity, sigma)
-    num_frames = smoothed.size
-    k = _budget(k, num_frames)
-    width = _window(num_frames, k, window)
-    center = _window_start(smoothed, width) + width // 2
-    k_left, k_right, flat = _side_budgets(smoothed, center, k)
-    weights = np.ones_like(smoothed) if flat else smoothed
-    left = _inverse_cdf_samples(weights[:center], k_left, 0)
-    right = _inverse_cdf_samples(weights[center + 1 :], k_right, center + 1)
-    draws = np.concatenate([[center], left, right]).astype(np.int64)
-    chosen = np.unique(draws)
-    if chosen.size == k:
-        return chosen
-    return _fill_to_budget(draws, smoothed)
+    s = _as_similarity(smoothed)
+    k = int(k)
+    _budget(k, s.size)
+    if duplicates not in ("uniform", "fill"):
+        raise InvalidInputError(f"duplicates must be 'uniform' or 'fill', got {duplicates!r}")
+    if s.size < k:
+        return np.arange(s.size), None
+    center = moment_center(s, k, window=window)
+    k_left, k_right = split_budget(s, center, k - 1)
+    left = inverse_cdf_samples(s[:center], k_left)
+    right = inverse_cdf_samples(s[center + 1 :], k_right) + center + 1
+    draws = np.concatenate([left, [center], right]).astype(np.int64)
+    if np.unique(draws).size == draws.size:
+        return np.sort(draws), center
+    if duplicates == "uniform":
+        return uniform(s, k), None
+    return _fill_to_budget(draws, s), center
+
+
+def mcs(smoothed, k: int, *, window: int | None = OFFICIAL_WINDOW, duplicates: str = "uniform") -> np.ndarray:
+    """MCS keyframes alone, in the call shape of the Table 8 baselines."""
+    return moment_centric_sampling(smoothed, k, window=window, duplicates=duplicates)[0]
 
 
 def first_k(similarity, k: int) -> np.ndarray:
@@ -175,10 +197,9 @@ def first_k(similarity, k: int) -> np.ndarray:
 
 
 def uniform(similarity, k: int) -> np.ndarray:
-    """Uniform baseline: the centre frame of each of K equal segments."""
+    """Uniform baseline: ``np.linspace(0, T - 1, K, dtype=int)``, as the official code samples without [FIND]."""
     s = _as_similarity(similarity)
-    k = _budget(k, s.size)
-    return np.floor((np.arange(k) + 0.5) * s.size / k).astype(np.int64)
+    return np.linspace(0, s.size - 1, _budget(k, s.size), dtype=np.int64)
 
 
 def random_k(similarity, k: int, *, seed: int = 0) -> np.ndarray:
@@ -204,7 +225,7 @@ def nearby_k(similarity, k: int) -> np.ndarray:
 
 
 SAMPLERS: dict[str, Callable[..., np.ndarray]] = {
-    "mcs": moment_centric_sampling,
+    "mcs": mcs,
     "first_k": first_k,
     "uniform": uniform,
     "random": random_k,

@@ -2,7 +2,7 @@
 
 import json
 
-from momentseg.service import build_service_from_env
+from momentseg.service import bearer_token, build_service_from_env
 
 
 def init_context(context):
@@ -15,8 +15,45 @@ def init_context(context):
     context.logger.info("MomentSeg ready")
 
 
+def _header(event, name):
+    for key, value in (event.headers or {}).items():
+        if str(key).lower() == name.lower():
+            return value if isinstance(value, str) else str(value)
+    return None
+
+
+def _body_size(event):
+    """The size of the body as sent: Nuclio may hand over JSON already parsed, so for a parsed body
+    the declared length is taken, or else the length of the body written out again."""
+    body = event.body
+    if isinstance(body, (bytes, bytearray, str)):
+        return len(body)
+    declared = _header(event, "Content-Length")
+    if declared is not None and declared.strip().isdigit():
+        return int(declared)
+    return len(json.dumps(body).encode())
+
+
+def _reply(context, status, body):
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    return context.Response(body=json.dumps(body), headers=headers, content_type="application/json",
+                            status_code=status)
+
+
 def handler(context, event):
-    status, body = context.user_data.service.handle(event.body)
+    service = context.user_data.service
+    limit = service.limits.max_body_bytes
+    try:
+        size = _body_size(event)
+    except (TypeError, ValueError, RecursionError):
+        return _reply(context, 400, {"error": "malformed_json", "message": "the request body is nested too deeply "
+                                     "or is not JSON"})
+    if size > limit:
+        context.logger.warn(f"request refused (413): {size} bytes")
+        return _reply(context, 413, {"error": "request_too_large",
+                                     "message": f"the request has {size} bytes; at most {limit} are accepted "
+                                                "(MOMENTSEG_MAX_BODY_BYTES)"})
+    status, body = service.handle(event.body, token=bearer_token(_header(event, "Authorization")))
     if status >= 400:
         context.logger.warn(f"request refused ({status} {body['error']}): {body['message']}")
-    return context.Response(body=json.dumps(body), headers={}, content_type="application/json", status_code=status)
+    return _reply(context, status, body)

@@ -54,4 +54,4 @@ def clip():
 def tiny_options():
     from momentseg.pipeline import SegmentOptions
 
-    return SegmentOptions(keyframes=4, tsg_pixels=TINY_PIXELS, image_pixels=TINY_PIXELS)
+    return SegmentOptions(keyframes=4, tsg_pixels=TINY_PIXELS, image_pixels=TINY_PIXELS, force_answer=True)

@@ -1,8 +1,11 @@
 import json
+import os
+import shutil
 
 import cv2
 import numpy as np
 import pytest
+import torch
 from pycocotools import mask as coco_mask
 
 from momentseg.cli import main
@@ -12,9 +15,12 @@ from conftest import TINY_PIXELS, synthetic_frames
 
 @pytest.fixture
 def frame_folder(tmp_path):
-    folder = tmp_path / "frames"
+    return write_frames(tmp_path / "frames", 10)
+
+
+def write_frames(folder, count):
     folder.mkdir()
-    for i, frame in enumerate(synthetic_frames(10)):
+    for i, frame in enumerate(synthetic_frames(count)):
         cv2.imwrite(str(folder / f"{i:05d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     return folder
 
@@ -22,7 +28,13 @@ def frame_folder(tmp_path):
 def segment(folder, checkpoint, out, *extra):
     return main(["segment", str(folder), "--prompt", "the red dog", "--checkpoint", str(checkpoint),
                  "--out", str(out), "--keyframes", "4", "--tsg-pixels", str(TINY_PIXELS),
-                 "--image-pixels", str(TINY_PIXELS), "--fps", "10", *extra])
+                 "--image-pixels", str(TINY_PIXELS), "--fps", "10", "--force-answer", "--device", "cpu", *extra])
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
 
 
 def test_segment_writes_masks_result_overlay_and_plot(frame_folder, tiny_checkpoint, tmp_path, capsys):
@@ -49,15 +61,128 @@ def test_segment_coco_format_decodes_with_pycocotools(frame_folder, tiny_checkpo
         assert coco_mask.decode(rle).sum() == annotation["area"]
 
 
+def test_a_reused_out_folder_keeps_no_stale_masks(tiny_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    assert segment(write_frames(tmp_path / "long", 8), tiny_checkpoint, out, "--format", "coco") == 0
+    assert segment(write_frames(tmp_path / "short", 5), tiny_checkpoint, out) == 0
+    assert len(list((out / "masks").glob("*.png"))) == 5
+    assert not (out / "coco.json").exists()  # the earlier run's export went with it
+    assert json.loads((out / "result.json").read_text())["num_frames"] == 5
+
+
+def test_a_one_frame_video_is_segmented(tiny_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    assert segment(write_frames(tmp_path / "one", 1), tiny_checkpoint, out, "--keyframes", "1") == 0
+    assert len(list((out / "masks").glob("*.png"))) == 1
+
+
 def test_errors_exit_2_with_a_message_and_no_trace(frame_folder, tiny_checkpoint, tmp_path, capsys):
     assert main(["segment", str(frame_folder), "--prompt", "  ", "--checkpoint", str(tiny_checkpoint),
-                 "--out", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err
-    assert "prompt is empty" in err and "Traceback" not in err
-    assert main(["segment", str(tmp_path / "none"), "--prompt", "x", "--checkpoint", str(tiny_checkpoint)]) == 2
-    assert "does not exist" in capsys.readouterr().err
-    assert main(["segment", str(frame_folder), "--prompt", "x", "--checkpoint", str(tmp_path / "no" / "ck")]) == 2
-    assert "not a folder" in capsys.readouterr().err
+                 "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
+    assert "prompt is empty" in one_error_line(capsys)
+    assert main(["segment", str(tmp_path / "none"), "--prompt", "x", "--checkpoint", str(tiny_checkpoint),
+                 "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
+    assert "does not exist" in one_error_line(capsys)
+    assert main(["segment", str(frame_folder), "--prompt", "x", "--checkpoint", str(tmp_path / "no" / "ck"),
+                 "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
+    assert "not a folder" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--fps", "0"], "--fps: must be a positive number"),
+    (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--fps", "-5"], "--fps: must be a positive number"),
+    (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--fps", "nan"], "--fps: must be a positive number"),
+    (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--fps", "fast"], "'fast' is not a number"),
+    (["demo", "--fps", "inf"], "--fps: must be a positive number"),
+    (["segment", "v", "--prompt", "x"], "the following arguments are required: --checkpoint"),
+    (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--keyframes", "many"], "invalid int value"),
+    (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--colour", "red"], "unrecognized arguments"),
+    (["serve", "--checkpoint", "c", "--port", "-1"], "port number"),
+    (["nonsense"], "invalid choice"),
+    ([], "the following arguments are required"),
+])
+def test_bad_command_lines_exit_2_with_one_line(capsys, arguments, message):
+    assert main(arguments) == 2
+    assert message in one_error_line(capsys)
+
+
+def test_out_and_device_are_checked_before_the_model_is_loaded(frame_folder, tmp_path, capsys):
+    missing_checkpoint = tmp_path / "not" / "loaded"  # an error about it would mean the model came first
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("mine")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    cases = [(["--out", str(a_file)], "is a file, not a folder"),
+             (["--out", str(a_file / "sub")], "cannot be created"),
+             (["--out", str(foreign)], "holds files momentseg did not write (notes.txt)"),
+             (["--device", "tpu"], "--device must be 'cuda'"),
+             (["--device", "cuda:9"], "--device is cuda:9 but")]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda"], "no GPU is visible"))
+    for extra, message in cases:
+        arguments = ["segment", str(frame_folder), "--prompt", "x", "--checkpoint", str(missing_checkpoint),
+                     "--out", str(tmp_path / "out"), "--device", "cpu", *extra]
+        assert main(arguments) == 2
+        assert message in one_error_line(capsys)
+    assert a_file.read_text() == "mine" and (foreign / "notes.txt").read_text() == "mine"
+
+
+@pytest.fixture
+def damaged_checkpoints(tiny_checkpoint, tmp_path):
+    """Copies of the tiny checkpoint, each broken one way (the weights are linked, not copied)."""
+
+    def copy(name, with_weights=True):
+        folder = tmp_path / name
+        folder.mkdir()
+        for path in tiny_checkpoint.iterdir():
+            if path.suffix != ".safetensors":
+                shutil.copy(path, folder / path.name)
+            elif with_weights:
+                os.symlink(path, folder / path.name)
+        return folder
+
+    truncated = copy("truncated", with_weights=False)
+    weights = next(tiny_checkpoint.glob("*.safetensors"))
+    with open(weights, "rb") as source:
+        (truncated / weights.name).write_bytes(source.read(4096))
+    not_json = copy("not_json")
+    (not_json / "config.json").write_text("{'this is': not JSON")
+    escaping = copy("escaping", with_weights=False)
+    outside = tmp_path / "outside.safetensors"
+    outside.write_bytes(b"not weights")
+    (escaping / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {"sam2.image_encoder.weight": "../outside.safetensors"}}))
+    return {"truncated": truncated, "not_json": not_json, "escaping": escaping}
+
+
+@pytest.mark.parametrize("damage, message", [("truncated", "truncated"), ("not_json", "not valid JSON"),
+                                             ("escaping", "not a file in the checkpoint folder")])
+def test_a_damaged_checkpoint_is_one_line_and_exit_2(damaged_checkpoints, frame_folder, tmp_path, capsys, damage,
+                                                     message):
+    assert main(["segment", str(frame_folder), "--prompt", "x", "--checkpoint", str(damaged_checkpoints[damage]),
+                 "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    assert message in one_error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_internal_error_is_one_line_exit_1_and_debug_shows_the_trace(monkeypatch, capsys):
+    import momentseg.cli as cli
+
+    def broken(args):
+        raise KeyError("internal state")
+
+    monkeypatch.setattr(cli, "_run_demo", broken)
+    assert main(["demo"]) == 1
+    err = one_error_line(capsys)
+    assert "internal error (KeyError" in err and "--debug" in err
+    with pytest.raises(KeyError):
+        main(["--debug", "demo"])
+
+
+def test_help_exits_0(capsys):
+    assert main(["--help"]) == 0
+    assert "segment" in capsys.readouterr().out
 
 
 def test_tiny_checkpoint_and_demo_commands(tmp_path, capsys):

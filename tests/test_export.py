@@ -6,7 +6,7 @@ from PIL import Image
 from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 
-from momentseg.export import export, safe_name, to_coco, write_refvos_pngs
+from momentseg.export import ExportSet, export, safe_name, to_coco, write_refvos_pngs
 from momentseg.masks import to_cvat_rle
 from momentseg.result import Moment, SegmentResult, Shape, Track
 
@@ -46,26 +46,48 @@ def test_coco_loads_in_pycocotools_and_decodes_to_the_masks(tmp_path):
         np.testing.assert_array_equal(coco.annToMask(annotation).astype(bool), expected_mask(annotation["image_id"] - 1))
 
 
-def test_coco_has_what_cvats_importer_reads_for_tracks():
-    data = to_coco(make_result())
+def test_coco_masks_are_per_frame_shapes_for_cvat():
+    data = to_coco(ExportSet.from_result(make_result()))
     images = {image["id"]: image for image in data["images"]}
-    assert images[1]["file_name"] == "frame_000000.jpg" and images[1]["width"] == W
+    assert images[1]["file_name"] == "frame_000000.jpg" and images[1]["width"] == W  # a video: CVAT's frame names
     for annotation in data["annotations"]:
+        # no track_id: CVAT would make a mask track of it, which its UI cannot open
         assert annotation["iscrowd"] == 1 and isinstance(annotation["segmentation"]["counts"], str)
-        assert annotation["attributes"]["track_id"] == 0 and annotation["attributes"]["occluded"] is False
+        assert annotation["attributes"] == {"occluded": False}
         assert annotation["bbox"] == list(coco_mask.toBbox(
             dict(annotation["segmentation"], counts=annotation["segmentation"]["counts"].encode())))
-    assert [a["attributes"]["keyframe"] for a in data["annotations"]] == [True, False, False, True, False]
     assert data["info"]["prompt"] == "the red ball" and data["info"]["moment"] == {"start_frame": 1, "end_frame": 3}
 
 
-def test_youtube_vis_round_trips(tmp_path):
-    path = export(make_result(), "youtube-vis", tmp_path / "ytvis.json", video_name="clip 1")
+def polygon_result():
+    result = make_result()
+    square = [10.0, 10.0, 20.0, 10.0, 20.0, 20.0, 10.0, 20.0]
+    result.tracks = [Track("ball", [Shape(f, "polygon", square, f in (0, 3), f == 4, 0.9) for f in range(T)])]
+    return result
+
+
+def test_coco_polygons_are_a_track_for_cvat():
+    data = to_coco(ExportSet.from_result(polygon_result()))
+    assert [a["image_id"] - 1 for a in data["annotations"]] == [0, 1, 2, 3, 5]
+    for annotation in data["annotations"]:
+        assert annotation["iscrowd"] == 0 and len(annotation["segmentation"][0]) == 8
+        assert annotation["attributes"]["track_id"] == 0
+    assert [a["attributes"]["keyframe"] for a in data["annotations"]] == [True, False, False, True, False]
+
+
+def test_youtube_vis_names_the_source_frames(tmp_path):
+    names = [f"img_{i:03d}.jpg" for i in range(T)]
+    path = export(make_result(names), "youtube-vis", tmp_path / "ytvis.json", video_name="clip 1")
     data = json.loads(path.read_text())
     (video,) = data["videos"]
-    assert video["name"] == "clip_1" and video["length"] == T and video["file_names"][0] == "clip_1/frame_000000.jpg"
+    assert video["name"] == "clip_1" and video["length"] == T
+    assert video["file_names"] == [f"clip_1/img_{i:03d}.jpg" for i in range(T)]
+    assert json.loads(export(make_result(), "youtube-vis", tmp_path / "v.json").read_text())["videos"][0][
+        "file_names"][2] == "video/00002.jpg"
     (annotation,) = data["annotations"]
     assert annotation["segmentations"][4] is None and annotation["bboxes"][4] is None and annotation["areas"][4] is None
+    # read as the YouTube-VIS API reads it: video_id / category_id index, compressed RLE per frame
+    assert annotation["video_id"] == video["id"] and annotation["category_id"] == data["categories"][0]["id"]
     for frame, rle in enumerate(annotation["segmentations"]):
         decoded = np.zeros((H, W), bool) if rle is None else coco_mask.decode(
             dict(rle, counts=rle["counts"].encode())).astype(bool)
@@ -74,23 +96,26 @@ def test_youtube_vis_round_trips(tmp_path):
             assert annotation["areas"][frame] == expected_mask(frame).sum()
 
 
-def test_refvos_png_tree_reads_back_to_the_masks(tmp_path):
-    root = write_refvos_pngs(make_result(["a", "b", "c", "d", "e", "f"]), tmp_path, "clip", "3")
+def test_refvos_png_tree_is_named_by_the_source_frames(tmp_path):
+    root = write_refvos_pngs(ExportSet.from_result(make_result([f"{n}.jpg" for n in "abcdef"])), tmp_path, "clip",
+                             ["3"])
     folder = root / "Annotations" / "clip" / "3"
     assert sorted(p.name for p in folder.iterdir()) == [f"{n}.png" for n in "abcdef"]
-    for frame, name in enumerate("abcdef"):
+    meta = json.loads((root / "meta_expressions.json").read_text())
+    assert meta["videos"]["clip"]["expressions"]["3"]["exp"] == "the red ball"
+    # what the MeViS/DAVIS scorers do: for each frame the benchmark lists, read <frame>.png, non-zero = object
+    for frame, name in enumerate(meta["videos"]["clip"]["frames"]):
         image = np.array(Image.open(folder / f"{name}.png"))
         assert image.dtype == np.uint8 and set(np.unique(image)) <= {0, 255}
         np.testing.assert_array_equal(image > 0, expected_mask(frame))
-    meta = json.loads((root / "meta_expressions.json").read_text())
-    assert meta["videos"]["clip"]["expressions"]["3"]["exp"] == "the red ball"
-    assert meta["videos"]["clip"]["frames"] == list("abcdef")
+    video = write_refvos_pngs(ExportSet.from_result(make_result()), tmp_path / "v", "clip")
+    assert sorted(p.name for p in (video / "Annotations" / "clip" / "0").iterdir()) == [f"{i:05d}.png" for i in range(T)]
 
 
 @pytest.mark.parametrize("hostile", ["../x", "../../etc", "/abs/path", "..", "a/../../b", ""])
 def test_hostile_names_stay_inside_the_output_folder(tmp_path, hostile):
     out = tmp_path / "out"
-    write_refvos_pngs(make_result(), out, hostile, hostile)
+    write_refvos_pngs(ExportSet.from_result(make_result()), out, hostile, [hostile])
     written = [p.resolve() for p in tmp_path.rglob("*") if p.is_file()]
     assert written and all(p.is_relative_to(out.resolve()) for p in written)
     assert "/" not in safe_name(hostile) and safe_name(hostile) not in ("", ".", "..")

@@ -6,9 +6,12 @@ from momentseg.errors import InvalidInputError
 from momentseg.grounding import (
     find_matching_loss,
     frame_query_similarity,
+    frame_similarity,
+    interpolate_temporal_embeddings,
+    longest_moment,
+    moment_around_center,
     moment_seconds,
     patch_scores_to_frames,
-    predict_moment,
     sigmoid,
 )
 
@@ -67,28 +70,42 @@ def test_patch_scores_reject_bad_sampling():
         patch_scores_to_frames([0.1], [0, 10], 10)
 
 
-def test_predict_moment_run_containing_centre():
+def test_embeddings_interpolate_like_torch_linear_align_corners():
+    pooled = np.random.default_rng(0).normal(size=(12, 5))
+    expected = torch.nn.functional.interpolate(torch.tensor(pooled.T)[None], size=24, mode="linear",
+                                               align_corners=True)[0].numpy().T
+    np.testing.assert_allclose(interpolate_temporal_embeddings(pooled, 24), expected, atol=1e-12)
+    np.testing.assert_allclose(interpolate_temporal_embeddings(pooled[:1], 3), np.repeat(pooled[:1], 3, 0))
+
+
+def test_frame_similarity_interpolates_features_before_the_cosine():
+    find = np.array([1.0, 0.0])
+    pooled = np.array([[1.0, 0.0], [0.0, 1.0]])  # the midpoint (0.5, 0.5) has cos 1/√2, not the mean of 1 and 0
+    s = frame_similarity(find, pooled, 3)
+    np.testing.assert_allclose(s, sigmoid(np.array([1.0, 1 / np.sqrt(2), 0.0]) / 0.07))
+    by_scores = frame_similarity(find, pooled, 3, interpolation="scores", sampled_frames=[0, 2])
+    assert by_scores[1] != pytest.approx(s[1])
+    with pytest.raises(InvalidInputError, match="interpolation"):
+        frame_similarity(find, pooled, 3, interpolation="nearest")
+
+
+def test_longest_moment_is_the_longest_run_strictly_above_theta():
+    p = np.array([0.5, 0.5, 0.1, 0.6, 0.7, 0.8, 0.3, 0.4, 0.9])
+    assert longest_moment(p, 0.4) == (3, 5)
+    assert longest_moment(np.array([0.4, 0.4, 0.1]), 0.4) == (0, 2)  # nothing > θ: the whole video
+    assert longest_moment(np.array([0.5, 0.1, 0.5]), 0.4) == (0, 0)  # ties: the first run
+
+
+def test_moment_around_center_takes_the_run_containing_the_centre():
     p = np.array([0.1, 0.5, 0.6, 0.2, 0.7, 0.8, 0.9, 0.3])
-    assert predict_moment(p, 5) == (4, 6)
-    assert predict_moment(p, 1) == (1, 2)
-
-
-def test_predict_moment_centre_below_theta_takes_largest_mass_run():
-    p = np.array([0.5, 0.0, 0.45, 0.45, 0.45, 0.0, 0.1])
-    assert predict_moment(p, 6) == (2, 4)
-
-
-def test_predict_moment_nothing_above_theta_falls_back_to_the_mcs_window():
+    assert moment_around_center(p, 5) == (4, 6)
+    assert moment_around_center(p, 1) == (1, 2)
+    assert moment_around_center(np.array([0.5, 0.0, 0.45, 0.45, 0.45, 0.0, 0.1]), 6) == (2, 4)
     p = np.full(40, 0.1)
-    assert predict_moment(p, 20, window=6) == (17, 22)
-    assert predict_moment(p, 0, window=6) == (0, 5)
-    assert predict_moment(p, 39, window=6) == (34, 39)
-    assert predict_moment(p, 20) == (18, 22)  # default w = round(40 / 8) = 5
-
-
-def test_predict_moment_rejects_centre_outside():
+    assert moment_around_center(p, 20, window=6) == (17, 22)
+    assert moment_around_center(p, 39, window=6) == (34, 39)
     with pytest.raises(InvalidInputError, match="outside"):
-        predict_moment([0.5, 0.5], 2)
+        moment_around_center([0.5, 0.5], 2)
 
 
 def test_moment_seconds_and_sigmoid():

@@ -1,83 +1,144 @@
-"""BAP driving the real sam2 video predictor: memory is cleared and re-anchored where Eq. 8 says."""
+"""BAP driving the real sam2 video predictor: memory holds and loses what the official BAP says."""
 
 import numpy as np
+import pytest
 import torch
 
-from momentseg.model.sam2_tracker import LazyFrames, Sam2Tracker
-from momentseg.propagation import Anchor, BidirectionalAnchorPropagation
+from momentseg.model.sam2_tracker import LazyFrames, Sam2Tracker, sam2_autocast
+from momentseg.propagation import Anchor, BAPOptions, BidirectionalAnchorPropagation
 
 from conftest import synthetic_frames
 
 
 class RecordingTracker(Sam2Tracker):
-    """Snapshots SAM2's memory (which frames are conditioning / tracked) around every BAP action."""
+    """Snapshots SAM2's memory (conditioning / tracked frames) and the decoder's inputs around every BAP action."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.log = []
+        self.prompt_on_track = []
 
     def _snapshot(self):
-        self.predictor.propagate_in_video_preflight(self.state)
         return sorted(self.memory["cond_frame_outputs"]), sorted(self.memory["non_cond_frame_outputs"])
 
-    def clear_memory(self, keep):
+    def track(self, frame, *, reverse):
+        tracked = super().track(frame, reverse=reverse)
+        self.log.append(("track", frame, self._snapshot()))
+        return tracked
+
+    def clear_around(self, frame, reach):
         before = self._snapshot()
-        super().clear_memory(keep)
-        self.log.append(("clear", before, self._snapshot()))
-
-    def condition(self, frame, mask):
-        super().condition(frame, mask)
-        self.log.append(("condition", frame, self._snapshot()))
+        removed = super().clear_around(frame, reach)
+        self.log.append(("clear", frame, before, self._snapshot()))
+        return removed
 
 
-def test_bap_on_sam2_clears_and_reanchors_as_eq8_says(tiny_model):
+@pytest.fixture
+def prompt():
+    torch.manual_seed(0)
+    return torch.randn(256)
+
+
+def test_bap_on_sam2_conditions_the_side_then_clears_seven_frames_around_an_anchor(tiny_model, prompt):
     frames = synthetic_frames(12)
-    tracker = RecordingTracker(tiny_model.predictor, frames)
-    mask = np.zeros((48, 64), bool)
-    mask[14:34, 10:30] = True
-    anchors = [
-        Anchor(5, mask, iou=1.0, object_score_logit=50.0),
-        Anchor(8, np.roll(mask, 12, axis=1), iou=1.0, object_score_logit=50.0),  # S^p = 1: U = 1
-        Anchor(2, np.roll(mask, -6, axis=1), iou=1e-3, object_score_logit=50.0),  # S^p ≈ 0: U = 0
-    ]
-    bap = BidirectionalAnchorPropagation(tracker, anchors, 5, 12)
+    tracker = RecordingTracker(tiny_model.predictor, frames, prompt=prompt)
+    decoded = {k: tracker.decode_prompt(k, prompt) for k in (1, 5, 9)}
+    anchors = [Anchor(k, d, d.iou, d.object_score_logit) for k, d in decoded.items()]
+    # λ = 1.01: any tracked frame (σ(o) < 1) against an anchor of the same σ(o) makes U = 1
+    bap = BidirectionalAnchorPropagation(tracker, anchors, 5, 12, BAPOptions(lam=1.01))
     outputs = list(bap)
 
-    assert sorted(o.frame for o in outputs) == list(range(12))
-    assert [(d.frame, d.reverse, d.update, d.cleared) for d in bap.decisions] == [
-        (8, False, True, True),
-        (2, True, False, False),
-    ]
-    # the S^t product BAP compared is what SAM2 reported on the tracked frames 6 and 7
-    scores = {o.frame: o.score for o in outputs}
-    assert bap.decisions[0].tracking_confidence == scores[6] * scores[7]
-    assert bap.decisions[0].tracking_confidence < 0.9
-
-    clear_at_8, clear_between_passes = [entry for entry in tracker.log if entry[0] == "clear"]
-    assert clear_at_8[1] == ([5], [6, 7]) and clear_at_8[2] == ([5], [])
-    condition_8 = next(e for e in tracker.log if e[:2] == ("condition", 8))
-    assert condition_8[2] == ([5, 8], [])
-    # forward pass done: tracked frames 9..11 in memory; the backward pass starts from c* alone
-    assert clear_between_passes[1] == ([5, 8], [9, 10, 11]) and clear_between_passes[2] == ([5], [])
-    # U = 0 at frame 2: memory of frames 4, 3 is kept and frame 2 becomes a conditioning frame
-    condition_2 = next(e for e in tracker.log if e[:2] == ("condition", 2))
-    assert condition_2[2] == ([2, 5], [3, 4])
+    assert [o.frame for o in outputs] == [5, 6, 7, 8, 9, 10, 11, 4, 3, 2, 1, 0]
+    tracks = [entry for entry in tracker.log if entry[0] == "track"]
+    # forward: c* and keyframe 9 are conditioning before the first tracked frame
+    assert tracks[0] == ("track", 6, ([5, 9], [6]))
+    clear_9 = next(e for e in tracker.log if e[:2] == ("clear", 9))
+    assert clear_9[2] == ([5, 9], [6, 7, 8]) and clear_9[3] == ([5, 9], [])
+    # backward: a fresh memory with c* and keyframe 1 only
+    assert ("track", 4, ([1, 5], [4])) in tracks
+    assert [(d.frame, d.reverse, d.cleared, d.removed) for d in bap.decisions] == [
+        (9, False, True, [6, 7, 8]), (1, True, True, [2, 3, 4])]
     by_frame = {o.frame: o for o in outputs}
-    assert by_frame[8].anchor and (by_frame[8].mask == anchors[1].mask).all()
+    assert by_frame[9].anchor and by_frame[9].mask is decoded[9]
     assert by_frame[0].mask.shape == (48, 64) and not by_frame[0].anchor
 
 
+def test_the_seg_prompt_reaches_the_decoder_on_tracked_frames(tiny_model, prompt):
+    frames = synthetic_frames(4)
+    with_prompt = Sam2Tracker(tiny_model.predictor, frames, prompt=prompt)
+    without = Sam2Tracker(tiny_model.predictor, frames)
+    scores = []
+    for tracker in (with_prompt, without):
+        start = tracker.decode_prompt(0, prompt)
+        tracker.reset()
+        tracker.condition(0, start)
+        scores.append(tracker.track(1, reverse=False).object_score_logit)
+    assert scores[0] != scores[1]
+
+
+def test_a_persons_mask_conditions_memory_and_masks_stay_when_the_object_score_is_negative(tiny_model, prompt):
+    predictor = tiny_model.predictor
+    frames = synthetic_frames(3)
+    tracker = Sam2Tracker(predictor, frames, prompt=prompt)
+    hand = np.zeros((48, 64), bool)
+    hand[10:30, 10:30] = True
+    tracker.condition(0, hand)
+    bias = predictor.sam_mask_decoder.pred_obj_score_head.layers[-1].bias
+    saved = bias.detach().clone()
+    try:
+        with torch.no_grad():
+            bias.fill_(-50.0)  # every frame scored absent
+        kept = tracker.track(1, reverse=False)
+        predictor.keep_masks_without_object = False
+        tracker.reset()
+        tracker.condition(0, hand)
+        blanked = tracker.track(1, reverse=False)
+    finally:
+        predictor.keep_masks_without_object = True
+        with torch.no_grad():
+            bias.copy_(saved)
+    assert kept.object_score_logit < 0 and blanked.object_score_logit < 0
+    assert not blanked.mask.any()  # sam2's own behaviour
+    assert kept.mask.any()  # the official one: the decoder's mask is kept
+
+
+def test_official_and_direct_mask_upsampling_differ_only_at_edges(tiny_model, prompt):
+    frames = synthetic_frames(2, 50, 70)
+    official = Sam2Tracker(tiny_model.predictor, frames, mask_upsampling="official").decode_prompt(0, prompt)
+    direct = Sam2Tracker(tiny_model.predictor, frames, mask_upsampling="direct").decode_prompt(0, prompt)
+    assert official.mask.shape == direct.mask.shape == (50, 70)
+    assert (official.mask != direct.mask).mean() < 0.05
+
+
+def test_bfloat16_autocast_runs_the_same_code_on_cpu(tiny_model, prompt):
+    frames = synthetic_frames(3)
+    results = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        tracker = Sam2Tracker(tiny_model.predictor, frames, prompt=prompt, dtype=dtype)
+        start = tracker.decode_prompt(1, prompt)
+        tracker.condition(1, start)
+        results[dtype] = (start, tracker.track(2, reverse=False))
+    full, half = results[torch.float32], results[torch.bfloat16]
+    assert half[0].output["pred_masks"].dtype == torch.float32  # sam2 returns float logits either way
+    assert abs(full[1].object_score_logit - half[1].object_score_logit) < 0.5
+    assert (full[1].mask == half[1].mask).mean() > 0.9
+    assert isinstance(sam2_autocast(torch.device("cpu"), torch.bfloat16), torch.autocast)
+
+
 def test_tracked_memory_stays_bounded_on_a_long_pass(tiny_model):
-    frames = synthetic_frames(40)
+    frames = synthetic_frames(20)
     tracker = Sam2Tracker(tiny_model.predictor, frames)
     mask = np.zeros((48, 64), bool)
     mask[10:30, 10:30] = True
     tracker.condition(0, mask)
-    sizes = [len(tracker.memory["non_cond_frame_outputs"]) for _ in tracker.propagate(0, reverse=False)]
+    sizes = []
+    for frame in range(1, 20):
+        tracker.track(frame, reverse=False)
+        sizes.append(len(tracker.memory["non_cond_frame_outputs"]))
     assert max(sizes) == 16 and sizes[-1] == 16
 
 
-def test_lazy_frames_normalise_one_frame_at_a_time():
+def test_lazy_frames_resize_like_pil_and_normalise_one_frame_at_a_time():
     frames = synthetic_frames(3)
     lazy = LazyFrames(frames, 32)
     assert len(lazy) == 3

@@ -1,19 +1,22 @@
-"""Connecting to CVAT with cvat-sdk, and CVAT failures as errors a user can act on."""
+"""Connecting to CVAT with cvat-sdk: credentials from the environment or a file, timeouts on every request,
+no redirects, and CVAT failures as errors a user can act on, with no credential in any message."""
 
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import cv2
-import numpy as np
 import urllib3
-from cvat_sdk import Client, make_client
+from cvat_sdk import Client, Config
 from cvat_sdk.api_client import exceptions as api_exceptions
+from cvat_sdk.core.exceptions import InvalidHostException
 
-from momentseg.errors import InvalidInputError, MomentSegError
-from momentseg.video import DEFAULT_FPS, FrameSource
+from momentseg.errors import MomentSegError
 
 
 class CvatError(MomentSegError):
@@ -48,6 +51,30 @@ class CvatConfigurationError(CvatError):
     status = 503
 
 
+_SECRET_QUERY_KEYS = re.compile(r"token|key|pass|secret|sig|auth|session|csrf", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without ``user:password@`` and with credential-like query values replaced by ``***``."""
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:
+        return "<unparseable URL>"
+    netloc = parts.netloc.rpartition("@")[2]
+    query = urlencode([(k, "***" if _SECRET_QUERY_KEYS.search(k) else v)
+                       for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _reason(error: api_exceptions.ApiException) -> str:
+    """A one-line reason from CVAT's answer: its JSON ``detail``, never an HTML page."""
+    body = (error.body or b"")
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    if text.lstrip().startswith(("{", "[")) and len(text) < 2000:
+        return " ".join(text.split())
+    return error.reason or ""
+
+
 @contextmanager
 def cvat_errors(what: str) -> Iterator[None]:
     """Turn cvat-sdk and network failures during ``what`` into named errors."""
@@ -58,95 +85,119 @@ def cvat_errors(what: str) -> Iterator[None]:
     except (api_exceptions.UnauthorizedException, api_exceptions.ForbiddenException) as error:
         raise CvatNotAuthorisedError(f"{what}: CVAT refused the credentials (HTTP {error.status})") from error
     except api_exceptions.ApiException as error:
-        raise CvatError(f"{what}: CVAT answered HTTP {error.status} {error.reason}") from error
+        if 300 <= (error.status or 0) < 400:
+            raise CvatError(f"{what}: CVAT answered with a redirect (HTTP {error.status}); redirects are not "
+                            "followed: set CVAT_HOST to the server's final address") from error
+        raise CvatError(f"{what}: CVAT answered HTTP {error.status} {_reason(error)}".rstrip()) from error
+    except (api_exceptions.ApiValueError, api_exceptions.ApiTypeError) as error:
+        raise CvatError(f"{what}: the request does not fit CVAT's API ({str(error).splitlines()[0]})") from error
     except (urllib3.exceptions.TimeoutError, TimeoutError) as error:
         raise CvatTimeoutError(f"{what}: CVAT did not answer in time") from error
+    except urllib3.exceptions.MaxRetryError as error:
+        if isinstance(error.reason, urllib3.exceptions.TimeoutError):
+            raise CvatTimeoutError(f"{what}: CVAT did not answer in time") from error
+        raise CvatUnreachableError(f"{what}: CVAT cannot be reached ({type(error.reason).__name__})") from error
     except (urllib3.exceptions.HTTPError, ConnectionError) as error:
         raise CvatUnreachableError(f"{what}: CVAT cannot be reached ({type(error).__name__})") from error
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds to open a connection and to wait for each read from CVAT."""
+
+    connect: float = 10.0
+    read: float = 120.0
+
+
+class _GuardedPoolManager(urllib3.PoolManager):
+    """Every request gets connect/read timeouts, and no redirect is followed (a 3xx comes back as is, so
+    credentials never travel to another host)."""
+
+    def __init__(self, timeouts: Timeouts, **kwargs):
+        super().__init__(**kwargs)
+        self._timeout = urllib3.Timeout(connect=timeouts.connect, read=timeouts.read)
+
+    def urlopen(self, method, url, redirect=True, **kwargs):
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self._timeout
+        kwargs["retries"] = urllib3.Retry(total=0, redirect=0, raise_on_redirect=False)
+        return super().urlopen(method, url, redirect=False, **kwargs)
+
+
+def _split_credentials(host: str) -> tuple[str, str | None, str | None]:
+    parts = urlsplit(host if "://" in host else f"https://{host}")
+    user, password = parts.username, parts.password
+    return redact_url(host if "://" in host else parts.geturl()), user, password
+
+
 def connect(host: str, *, access_token: str | None = None, user: str | None = None,
-            password: str | None = None) -> Client:
+            password: str | None = None, timeouts: Timeouts = Timeouts()) -> Client:
     """A logged-in cvat-sdk client (a personal access token, or user and password)."""
     if not host:
         raise CvatConfigurationError("no CVAT server configured: set CVAT_HOST")
-    if access_token:
-        credentials = {"access_token": access_token}
-    elif user and password:
-        credentials = {"credentials": (user, password)}
-    else:
-        raise CvatConfigurationError("no CVAT credentials: set CVAT_ACCESS_TOKEN, or CVAT_USER and CVAT_PASSWORD")
+    host, host_user, host_password = _split_credentials(host)
+    if not access_token and not (user and password) and host_user and host_password:
+        user, password = host_user, host_password
+    if not access_token and not (user and password):
+        raise CvatConfigurationError("no CVAT credentials: set CVAT_ACCESS_TOKEN, or CVAT_USER and CVAT_PASSWORD "
+                                     "(or CVAT_CREDENTIALS_FILE)")
     with cvat_errors(f"connecting to {host}"):
-        client = make_client(host, **credentials)
-    client.config.status_check_period = 0.1
+        try:
+            client = Client(host, config=Config(status_check_period=0.1), check_server_version=False)
+        except InvalidHostException as error:
+            raise CvatConfigurationError(f"CVAT_HOST is not a server URL: {error}") from None
+        rest = client.api_client.rest_client
+        rest.pool_manager = _GuardedPoolManager(timeouts, **rest.pool_manager.connection_pool_kw)
+        client.api_client.server_api.retrieve_about(_parse_response=False)  # reachable, and CVAT
+        client.login((user, password) if not access_token else _token(access_token))
     return client
+
+
+def _token(access_token: str):
+    from cvat_sdk.core.auth import AccessTokenCredentials
+
+    return AccessTokenCredentials(access_token)
+
+
+def read_credentials_file(path: str | Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines (CVAT_ACCESS_TOKEN, or CVAT_USER and CVAT_PASSWORD); ``#`` starts a comment."""
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise CvatConfigurationError(f"cannot read the CVAT credentials file '{path}': {error.strerror}") from None
+    values = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and not key.startswith("#"):
+            values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def credentials_from_env(env: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """The server, token or user/password from the environment, then from ``CVAT_CREDENTIALS_FILE``."""
+    env = dict(os.environ if env is None else env)
+    if env.get("CVAT_CREDENTIALS_FILE"):
+        env = {**read_credentials_file(env["CVAT_CREDENTIALS_FILE"]), **{k: v for k, v in env.items() if v}}
+    return {"host": env.get("CVAT_HOST", ""), "access_token": env.get("CVAT_ACCESS_TOKEN") or None,
+            "user": env.get("CVAT_USER") or None, "password": env.get("CVAT_PASSWORD") or None}
+
+
+def timeouts_from_env(env: Mapping[str, str] | None = None) -> Timeouts:
+    env = os.environ if env is None else env
+    try:
+        return Timeouts(float(env.get("CVAT_CONNECT_TIMEOUT", Timeouts.connect)),
+                        float(env.get("CVAT_READ_TIMEOUT", Timeouts.read)))
+    except ValueError:
+        raise CvatConfigurationError("CVAT_CONNECT_TIMEOUT and CVAT_READ_TIMEOUT must be numbers of seconds") from None
 
 
 def connect_from_env(env: Mapping[str, str] | None = None) -> Client:
     """Connect with ``CVAT_HOST`` and ``CVAT_ACCESS_TOKEN`` or ``CVAT_USER`` / ``CVAT_PASSWORD``."""
-    env = os.environ if env is None else env
-    return connect(env.get("CVAT_HOST", ""), access_token=env.get("CVAT_ACCESS_TOKEN"),
-                   user=env.get("CVAT_USER"), password=env.get("CVAT_PASSWORD"))
+    credentials = credentials_from_env(env)
+    return connect(credentials.pop("host"), **credentials, timeouts=timeouts_from_env(env))
 
 
-def select_frames(size: int, deleted: set[int], start: int | None = None, stop: int | None = None,
-                  step: int | None = None) -> list[int]:
-    """Task frame numbers in [start, stop] (inclusive) every ``step``, deleted frames left out."""
-    start = 0 if start is None else start
-    stop = size - 1 if stop is None else stop
-    step = step or 1
-    if not 0 <= start < size or not start <= stop < size:
-        raise InvalidInputError(f"frame range {start}:{stop} is outside the task's frames 0:{size - 1}")
-    numbers = [n for n in range(start, stop + 1, step) if n not in deleted]
-    if not numbers:
-        raise InvalidInputError(f"no frames left in {start}:{stop}:{step} after removing deleted frames")
-    return numbers
-
-
-class TaskFrames(FrameSource):
-    """A CVAT task's frames, fetched and decoded one at a time as they are visited."""
-
-    def __init__(self, client: Client, task_id: int, start: int | None = None, stop: int | None = None,
-                 step: int | None = None, fps: float | None = None, numbers: list[int] | None = None):
-        with cvat_errors(f"task {task_id}"):
-            self.task = client.tasks.retrieve(task_id)
-            meta = self.task.get_meta()
-        if not meta.size or not meta.frames:
-            raise InvalidInputError(f"task {task_id} has no video or images")
-        self.task_id = task_id
-        deleted = set(meta.deleted_frames or [])
-        if numbers is None:
-            self.numbers = select_frames(meta.size, deleted, start, stop, step)
-        else:
-            self.numbers = [n for n in numbers if 0 <= n < meta.size and n not in deleted]
-            if not self.numbers:
-                raise InvalidInputError(f"none of the requested frames exist in task {task_id}")
-        names = [f.name for f in meta.frames]
-        self.names = [names[n] if len(names) == meta.size else f"frame_{n:06d}" for n in self.numbers]
-        self.fps = fps or DEFAULT_FPS
-        per_frame = len(meta.frames) == meta.size
-        sizes = {(meta.frames[n].height, meta.frames[n].width) for n in self.numbers} if per_frame else {
-            (meta.frames[0].height, meta.frames[0].width)}
-        if len(sizes) > 1:
-            raise InvalidInputError(f"task {task_id} has images of {len(sizes)} different sizes; "
-                                    "MomentSeg needs a video or images of one size")
-        self._size = sizes.pop()
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self._size
-
-    def __len__(self) -> int:
-        return len(self.numbers)
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        number = self.numbers[index]
-        with cvat_errors(f"frame {number} of task {self.task_id}"):
-            data = self.task.get_frame(number, quality="original").read()
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise InvalidInputError(f"frame {number} of task {self.task_id} cannot be decoded")
-        if bgr.shape[:2] != self._size:
-            raise InvalidInputError(f"frame {number} of task {self.task_id} is {bgr.shape[1]}x{bgr.shape[0]}, "
-                                    f"the task says {self._size[1]}x{self._size[0]}")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+def task_link(client: Client, task_id: int, job_id: int | None = None) -> str:
+    """The task's (or job's) page in CVAT's web UI, without credentials."""
+    host = redact_url(client.api_map.host)
+    return f"{host}/tasks/{task_id}/jobs/{job_id}" if job_id else f"{host}/tasks/{task_id}"

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from typing import Any
 
 from cvat_sdk import Client
 
-from momentseg.cvat.connection import CvatError, TaskFrames
-from momentseg.cvat.workflows import Runner
+from momentseg.cvat.connection import CvatError, redact_url
+from momentseg.cvat.frames import TaskFrames
+from momentseg.cvat.workflows import Progress, Runner
 from momentseg.masks import from_cvat_rle
 from momentseg.pipeline import MomentSegPipeline, SegmentOptions
 
@@ -21,8 +23,9 @@ class FunctionError(CvatError):
     code = "function_error"
 
 
-def local_runner(client: Client, pipeline: MomentSegPipeline, options: SegmentOptions, fps: float | None = None) -> Runner:
-    """Read the task's frames with cvat-sdk and run the pipeline in this process."""
+def local_runner(client: Client, pipeline: MomentSegPipeline, options: SegmentOptions, fps: float | None = None,
+                 progress: Progress | None = None) -> Runner:
+    """Read the task's frames by chunk with cvat-sdk and run the pipeline in this process."""
 
     def run(selection: dict[str, Any], prompt: str, anchors: list[dict[str, Any]]) -> dict[str, Any]:
         frames = TaskFrames(client, selection["id"], selection.get("frame_start"), selection.get("frame_stop"),
@@ -30,7 +33,7 @@ def local_runner(client: Client, pipeline: MomentSegPipeline, options: SegmentOp
         height, width = frames.size
         index = {number: i for i, number in enumerate(frames.numbers)}
         human = {index[a["frame"]]: from_cvat_rle(a["mask"], width, height) for a in anchors if a["frame"] in index}
-        result = pipeline.run(frames, prompt, options, human_anchors=human)
+        result = pipeline.run(frames, prompt, options, human_anchors=human, progress=progress)
         return result.to_task_frames(frames.numbers)
 
     return run
@@ -46,6 +49,16 @@ def _as_range(selection: dict[str, Any]) -> dict[str, Any]:
     return task
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """The request carries a token: a redirect is answered as an error, never followed."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
+
+
 def function_runner(url: str, options: SegmentOptions, fps: float | None = None, timeout: float = 3600) -> Runner:
     """Send the video-level request (task mode) to the function at ``url``; it reads the frames itself."""
 
@@ -57,10 +70,12 @@ def function_runner(url: str, options: SegmentOptions, fps: float | None = None,
                 "anchors": anchors}
         if fps:
             body["fps"] = fps
-        request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if os.environ.get("MOMENTSEG_TASK_TOKEN"):
+            headers["Authorization"] = f"Bearer {os.environ['MOMENTSEG_TASK_TOKEN']}"
+        request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with _NO_REDIRECTS.open(request, timeout=timeout) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as error:
             try:
@@ -68,8 +83,10 @@ def function_runner(url: str, options: SegmentOptions, fps: float | None = None,
                 message = f"{answer.get('error')}: {answer.get('message')}"
             except ValueError:
                 message = error.reason
-            raise FunctionError(f"the function at {url} answered {error.code}: {message}") from None
+            raise FunctionError(f"the function at {redact_url(url)} answered {error.code}: {message}") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-            raise FunctionError(f"the function at {url} cannot be reached ({error})") from None
+            reason = getattr(error, "reason", error)
+            raise FunctionError(f"the function at {redact_url(url)} cannot be reached "
+                                f"({type(reason).__name__})") from None
 
     return run

@@ -1,44 +1,60 @@
-"""Checkpoints in Sa2VA-Qwen2.5-VL's layout, optionally with MomentSeg's [FIND] head.
+"""Checkpoints in three layouts, loaded into the stock model classes without ``trust_remote_code``.
 
-A checkpoint is a folder (or a hub id, fetched when the machine is online) holding ``config.json``
-(Qwen2.5-VL's config, plus an optional ``momentseg`` section), safetensors weights (one file or an
-index with shards) and the tokenizer. Weight keys by prefix:
+A checkpoint is a folder (or a hub id, fetched when the machine is online) holding ``config.json``,
+safetensors weights (one file, or shards named by ``model.safetensors.index.json``) and the tokenizer.
 
-| prefix | module |
-|---|---|
-| ``model.`` | ``Qwen2_5_VLForConditionalGeneration`` |
-| ``grounding_encoder.sam2_model.`` | SAM2 (``.g_weight`` on disk is sam2's ``.gamma``) |
-| ``text_hidden_fcs.`` | :class:`SegProjector` |
-| ``find_head.`` | :class:`FindHead` (MomentSeg layout only) |
+| layout | config.json | Qwen2.5-VL keys | heads |
+|---|---|---|---|
+| ``official`` (MomentSeg release) | ``momentseg_chat``, 4.51 fields flattened | ``model.layers.*``, ``visual.*``, ``lm_head`` | ``text_hidden_fcs``, ``find_hidden_fcs`` (ReLU), ``img_hidden_fcs`` |
+| ``sa2va`` (Sa2VA-Qwen2.5-VL) | Qwen2.5-VL's | ``model.model.language_model.*``, ``model.model.visual.*``, ``model.lm_head`` | ``text_hidden_fcs`` |
+| ``momentseg`` (this project before the release) | Qwen2.5-VL's + ``momentseg`` section | as Sa2VA | ``text_hidden_fcs``, ``find_head`` (GELU) |
 
-Loading is strict: a missing or unexpected key is an error listing the keys. Only safetensors are read.
+All three keep SAM2 under ``grounding_encoder.sam2_model.`` with ``.g_weight`` for sam2's ``.gamma``; the
+SAM2 size and version are read from the weight shapes (:mod:`momentseg.model.sam2_config`).
+
+Loading is strict and cheap: config, tokenizer and every safetensors header are checked first (a missing,
+unexpected or wrongly shaped key is an error listing the keys, before any weight is read); the modules are
+built on the meta device, and each tensor is read from its memory-mapped shard, converted once to the
+target dtype and device, and assigned — peak host memory stays near the size of the loaded weights.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from accelerate import init_empty_weights
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
 from transformers import AutoTokenizer, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-from transformers.initialization import no_init_weights
 
 from momentseg.errors import MomentSegError
-from momentseg.model.heads import FindHead, SegProjector
+from momentseg.model.heads import SAM2_PROMPT_DIM, FindHead, SegProjector
 from momentseg.model.lmm import QwenLMM, build_processor
+from momentseg.model.official import (
+    OFFICIAL_MODEL_TYPE,
+    OFFICIAL_SAM2_IMAGE_SIZE,
+    official_config,
+    qwen_config_from_official,
+)
 from momentseg.model.prompts import FIND_TOKEN, SEG_TOKEN
+from momentseg.model.sam2_config import Sam2Variant, Sam2VariantError, infer_sam2_variant
 from momentseg.model.sam2_tracker import MomentSAM2VideoPredictor, build_predictor
 
-QWEN_PREFIX = "model."
+LMM, SAM2, SEG, FIND, IMAGE = "lmm", "sam2", "seg_projector", "find_head", "image_projector"
 SAM2_PREFIX = "grounding_encoder.sam2_model."
-SEG_PREFIX = "text_hidden_fcs."
-FIND_PREFIX = "find_head."
-SA2VA_SAM2_CONFIG = "configs/sam2/sam2_hiera_l.yaml"
-SA2VA_SAM2_IMAGE_SIZE = 1024
-CHECKPOINT_FILES = ["config.json", "*.safetensors", "model.safetensors.index.json", "tokenizer*", "*.txt",
+INDEX_FILE = "model.safetensors.index.json"
+CHECKPOINT_FILES = ["config.json", "*.safetensors", INDEX_FILE, "tokenizer*", "*.txt",
                     "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt"]
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+# a shard is re-opened after this many bytes, so the pages it maps stay few while a copy is kept
+REMAP_BYTES = 64 * 2**20
+LISTED_KEYS = 20
 
 
 class CheckpointError(MomentSegError):
@@ -48,33 +64,116 @@ class CheckpointError(MomentSegError):
 
 
 @dataclass(frozen=True)
+class Layout:
+    """How one checkpoint layout names each part's weights: (prefix on disk, part, prefix in the module)."""
+
+    name: str
+    rules: tuple[tuple[str, str, str], ...]
+    required: frozenset[str]
+    find_activation: type[nn.Module] | None = None
+
+    def locate(self, disk_key: str) -> tuple[str, str] | None:
+        """(part, key in the part's module) of a key on disk; None if no rule claims it."""
+        for disk_prefix, part, module_prefix in self.rules:
+            if disk_key.startswith(disk_prefix):
+                key = module_prefix + disk_key[len(disk_prefix):]
+                return part, key.replace(".g_weight", ".gamma") if part == SAM2 else key
+        return None
+
+    def disk_key(self, part: str, module_key: str) -> str:
+        """The name on disk of a module key (the inverse of :meth:`locate`)."""
+        rules = sorted((r for r in self.rules if r[1] == part), key=lambda r: -len(r[2]))
+        for disk_prefix, _, module_prefix in rules:
+            if module_key.startswith(module_prefix):
+                key = disk_prefix + module_key[len(module_prefix):]
+                return key.replace(".gamma", ".g_weight") if part == SAM2 else key
+        raise KeyError(module_key)
+
+
+_COMMON = ((SAM2_PREFIX, SAM2, ""), ("text_hidden_fcs.", SEG, ""))
+OFFICIAL = Layout(
+    "official",
+    (("visual.", LMM, "model.visual."), ("lm_head.", LMM, "lm_head."), ("model.", LMM, "model.language_model."),
+     *_COMMON, ("find_hidden_fcs.", FIND, ""), ("img_hidden_fcs.", IMAGE, "")),
+    frozenset({LMM, SAM2, SEG, FIND, IMAGE}), nn.ReLU,
+)
+SA2VA = Layout("sa2va", (("model.", LMM, ""), *_COMMON), frozenset({LMM, SAM2, SEG}))
+MOMENTSEG = Layout("momentseg", (*SA2VA.rules, ("find_head.", FIND, "")), frozenset({LMM, SAM2, SEG, FIND}), nn.GELU)
+LAYOUTS = {layout.name: layout for layout in (OFFICIAL, SA2VA, MOMENTSEG)}
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """Where a tensor lies and what it is, from its shard's header."""
+
+    shard: Path
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass
+class CheckpointPlan:
+    """Everything known about a checkpoint before a weight is read."""
+
+    folder: Path
+    source: str
+    layout: Layout
+    config: dict
+    qwen_config: Qwen2_5_VLConfig
+    tensors: dict[str, TensorEntry]
+    parts: dict[str, dict[str, str]]  # part → {key in the module: key on disk}
+    sam2: Sam2Variant
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        return ("seg", "find") if FIND in self.layout.required else ("seg",)
+
+
+@dataclass(frozen=True)
 class ModelInfo:
-    """What ran: the checkpoint, its layout and which heads it has."""
+    """What ran: the checkpoint, its layout, heads and SAM2, and the dtype the LMM was loaded in."""
 
     checkpoint: str
     layout: str
     heads: tuple[str, ...]
     sam2_config: str
     sam2_image_size: int
+    sam2_trunk: str = ""
+    dtype: str = "float32"
 
     def to_dict(self) -> dict:
-        return {"checkpoint": self.checkpoint, "layout": self.layout, "heads": list(self.heads),
-                "sam2": {"config": self.sam2_config, "image_size": self.sam2_image_size}}
+        return {"checkpoint": self.checkpoint, "layout": self.layout, "heads": list(self.heads), "dtype": self.dtype,
+                "sam2": {"config": self.sam2_config, "trunk": self.sam2_trunk, "image_size": self.sam2_image_size}}
 
 
 @dataclass
 class MomentSegModel:
-    """Every trained part of MomentSeg, on one device."""
+    """Every trained part of MomentSeg, on one device.
+
+    ``image_projector`` is the official ``img_hidden_fcs``: read by the authors' code only with
+    ``perframe_seg`` (off in the released models), kept so a checkpoint saves back with all its weights.
+    """
 
     lmm: QwenLMM
     seg_projector: SegProjector
     find_head: FindHead | None
     predictor: MomentSAM2VideoPredictor
     info: ModelInfo
+    image_projector: SegProjector | None = field(default=None)
 
     @property
     def device(self) -> torch.device:
         return self.lmm.device
+
+    def parts(self) -> dict[str, nn.Module]:
+        """The modules by part name, as the checkpoint layouts name them."""
+        parts = {LMM: self.lmm.model, SAM2: self.predictor, SEG: self.seg_projector, FIND: self.find_head,
+                 IMAGE: self.image_projector}
+        return {name: module for name, module in parts.items() if module is not None}
 
 
 def _resolve(checkpoint: str | Path) -> Path:
@@ -94,50 +193,213 @@ def _resolve(checkpoint: str | Path) -> Path:
         ) from error
 
 
-def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    index = folder / "model.safetensors.index.json"
-    if index.exists():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    else:
-        shards = sorted(p.name for p in folder.glob("*.safetensors"))
-    if not shards:
-        raise CheckpointError(f"no safetensors weights in '{folder}' (pickle checkpoints are never loaded)")
-    weights: dict[str, torch.Tensor] = {}
-    for shard in shards:
-        if not (folder / shard).exists():
-            raise CheckpointError(f"weight shard '{shard}' listed in the index is missing from '{folder}'")
-        weights.update(load_file(folder / shard))
-    return weights
-
-
-def _take(weights: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {key[len(prefix):]: weights.pop(key) for key in [k for k in weights if k.startswith(prefix)]}
-
-
-def _sam2_from_disk(key: str) -> str:
-    return key.replace(".g_weight", ".gamma")
-
-
-def _sam2_to_disk(key: str) -> str:
-    return key.replace(".gamma", ".g_weight")
-
-
-def _load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], prefix: str) -> None:
-    expected = set(module.state_dict())
-    missing = sorted(expected - set(state))
-    unexpected = sorted(set(state) - expected)
-    if missing or unexpected:
-        def listing(keys):
-            shown = ", ".join(prefix + k for k in keys[:20])
-            return shown + (f" … and {len(keys) - 20} more" if len(keys) > 20 else "")
-
-        parts = ([f"missing keys: {listing(missing)}"] if missing else []) + (
-            [f"unexpected keys: {listing(unexpected)}"] if unexpected else [])
-        raise CheckpointError(f"checkpoint does not match the model under '{prefix}': " + "; ".join(parts))
+def _read_json(path: Path, what: str) -> dict:
     try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as error:  # shape mismatches
-        raise CheckpointError(f"checkpoint tensors under '{prefix}' have the wrong shapes: {error}") from error
+        value = json.loads(path.read_text())
+    except OSError as error:
+        raise CheckpointError(f"cannot read {what} '{path}': {error.strerror or error}") from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{what} '{path}' is not valid JSON: {error}") from error
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{what} '{path}' is not a JSON object")
+    return value
+
+
+def _listing(keys: list[str]) -> str:
+    shown = ", ".join(keys[:LISTED_KEYS])
+    return shown + (f" … and {len(keys) - LISTED_KEYS} more" if len(keys) > LISTED_KEYS else "")
+
+
+def _shard_names(folder: Path) -> dict[str, list[str] | None]:
+    """Shard file name → the keys the index puts there (None: every key of the file)."""
+    index_path = folder / INDEX_FILE
+    if not index_path.exists():
+        names = sorted(p.name for p in folder.glob("*.safetensors"))
+        if not names:
+            raise CheckpointError(f"no safetensors weights in '{folder}' (pickle checkpoints are never loaded)")
+        return dict.fromkeys(names)
+    weight_map = _read_json(index_path, "weight index").get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
+        raise CheckpointError(f"'{index_path}' has no weight_map of key → shard file name")
+    shards: dict[str, list[str] | None] = defaultdict(list)
+    for key, name in weight_map.items():
+        # a shard is a file in this folder: a path, '..' or a drive never is, and is never opened
+        if Path(name).name != name or name in (".", "..") or "\\" in name:
+            raise CheckpointError(f"'{index_path}' names '{name}' for '{key}', which is not a file in the checkpoint folder")
+        shards[name].append(key)
+    missing = sorted(name for name in shards if not (folder / name).is_file())
+    if missing:
+        raise CheckpointError(f"weight shards listed in '{index_path}' are missing from '{folder}': {', '.join(missing)}")
+    return dict(shards)
+
+
+def _tensor_entries(folder: Path) -> dict[str, TensorEntry]:
+    """Every weight's shard, dtype and shape, read from the safetensors headers only."""
+    entries: dict[str, TensorEntry] = {}
+    for name, listed in _shard_names(folder).items():
+        path = folder / name
+        try:
+            with safe_open(path, framework="pt") as handle:
+                names = handle.keys()
+                present = set(names)
+                for key in names if listed is None else listed:
+                    if key not in present:
+                        raise CheckpointError(f"the weight index puts '{key}' in '{name}', which does not hold it")
+                    if key in entries:
+                        raise CheckpointError(f"'{key}' is stored twice: in '{entries[key].shard.name}' and '{name}'")
+                    tensor = handle.get_slice(key)
+                    entries[key] = TensorEntry(path, tensor.get_dtype(), tuple(tensor.get_shape()))
+        except (SafetensorError, OSError) as error:
+            raise CheckpointError(f"weight file '{path}' cannot be read (truncated, or not safetensors): {error}") from error
+    return entries
+
+
+def detect_layout(keys, config: dict) -> Layout:
+    """The layout from the weight keys (the config's ``model_type`` only names the official one)."""
+    if any(k.startswith(("model.model.", "model.lm_head.")) for k in keys):
+        return MOMENTSEG if any(k.startswith("find_head.") for k in keys) else SA2VA
+    if config.get("model_type") == OFFICIAL_MODEL_TYPE or any(
+            k.startswith(("model.layers.", "visual.", "find_hidden_fcs.")) for k in keys):
+        return OFFICIAL
+    prefixes = sorted({k.split(".")[0] + "." for k in keys})
+    raise CheckpointError(
+        f"unknown checkpoint layout (model_type {config.get('model_type')!r}; weight keys start with "
+        f"{', '.join(prefixes[:LISTED_KEYS])}): expected the official MomentSeg layout (model.layers.*, visual.*, "
+        "find_hidden_fcs.*) or Sa2VA's (model.model.language_model.*, text_hidden_fcs.*)"
+    )
+
+
+def _qwen_config(layout: Layout, config: dict) -> Qwen2_5_VLConfig:
+    try:
+        if layout is OFFICIAL:
+            return qwen_config_from_official(config)
+        return Qwen2_5_VLConfig.from_dict({k: v for k, v in config.items() if k != "momentseg"})
+    except (TypeError, ValueError, KeyError) as error:
+        raise CheckpointError(f"config.json does not describe a Qwen2.5-VL model: {error}") from error
+
+
+def _sam2_image_size(layout: Layout, config: dict) -> int:
+    section = config if layout is OFFICIAL else config.get("momentseg", {})
+    return int(section.get("sam2_image_size", OFFICIAL_SAM2_IMAGE_SIZE))
+
+
+def plan_checkpoint(checkpoint: str | Path) -> CheckpointPlan:
+    """Read a checkpoint's config and weight headers, find its layout and SAM2; no weight is read."""
+    folder = _resolve(checkpoint)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"'{folder}' has no config.json")
+    config = _read_json(config_path, "config")
+    tensors = _tensor_entries(folder)
+    layout = detect_layout(tensors, config)
+    parts: dict[str, dict[str, str]] = defaultdict(dict)
+    unclaimed = []
+    for disk_key in tensors:
+        located = layout.locate(disk_key)
+        if located is None:
+            unclaimed.append(disk_key)
+        else:
+            parts[located[0]][located[1]] = disk_key
+    if unclaimed:
+        raise CheckpointError(f"unexpected keys outside every known prefix of the {layout.name} layout: "
+                              f"{_listing(sorted(unclaimed))}")
+    if SAM2 not in parts:
+        raise CheckpointError(f"the checkpoint has no SAM2 weights ({SAM2_PREFIX}*)")
+    try:
+        sam2 = infer_sam2_variant({k: tensors[d].shape for k, d in parts[SAM2].items()}, _sam2_image_size(layout, config))
+    except Sam2VariantError as error:
+        raise CheckpointError(str(error)) from error
+    return CheckpointPlan(folder, str(checkpoint), layout, config, _qwen_config(layout, config), tensors,
+                          dict(parts), sam2)
+
+
+def load_tokenizer(plan: CheckpointPlan):
+    """The checkpoint's tokenizer, with [SEG] (and [FIND] when there is a [FIND] head) inside the embedding."""
+    try:
+        # the Qwen config is passed so the tokenizer never reads config.json (whose auto_map asks for remote code)
+        tokenizer = AutoTokenizer.from_pretrained(plan.folder, local_files_only=True, config=plan.qwen_config)
+    except (OSError, ValueError, TypeError) as error:
+        raise CheckpointError(f"'{plan.folder}' has no readable tokenizer: {error}") from error
+    rows = plan.qwen_config.text_config.vocab_size
+    needed = [SEG_TOKEN] + ([FIND_TOKEN] if FIND in plan.layout.required else [])
+    for token in needed:
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id is None or token_id == tokenizer.unk_token_id:
+            reason = " but the checkpoint has a [FIND] head" if token == FIND_TOKEN else ""
+            raise CheckpointError(f"the tokenizer in '{plan.folder}' has no {token} token{reason}")
+        if token_id >= rows:
+            raise CheckpointError(f"{token} has id {token_id}, outside the {rows}-row embedding of '{plan.folder}'")
+    return tokenizer
+
+
+def _build_empty(plan: CheckpointPlan) -> dict[str, nn.Module]:
+    """Each part's module on the meta device (no weight memory); small buffers stay real."""
+    hidden = plan.qwen_config.text_config.hidden_size
+    with init_empty_weights(include_buffers=False):
+        modules: dict[str, nn.Module] = {
+            LMM: Qwen2_5_VLForConditionalGeneration(plan.qwen_config),
+            SAM2: build_predictor(plan.sam2.config, plan.sam2.image_size, "meta"),
+            SEG: SegProjector(hidden),
+        }
+        if FIND in plan.layout.required:
+            out_weight = plan.parts.get(FIND, {}).get("2.weight")
+            out_dim = plan.tensors[out_weight].shape[0] if out_weight else SAM2_PROMPT_DIM
+            modules[FIND] = FindHead(hidden, out_dim, activation=plan.layout.find_activation)
+        if IMAGE in plan.layout.required:
+            modules[IMAGE] = SegProjector(hidden)
+    return modules
+
+
+def _check_keys(plan: CheckpointPlan, modules: dict[str, nn.Module]) -> None:
+    missing, unexpected, wrong = [], [], []
+    for part, module in modules.items():
+        on_disk = plan.parts.get(part, {})
+        expected = module.state_dict()
+        for key, tensor in expected.items():
+            if key not in on_disk:
+                missing.append(plan.layout.disk_key(part, key))
+            elif plan.tensors[on_disk[key]].shape != tuple(tensor.shape):
+                wrong.append(f"{on_disk[key]} {list(plan.tensors[on_disk[key]].shape)} (model: {list(tensor.shape)})")
+        unexpected += [disk_key for key, disk_key in on_disk.items() if key not in expected]
+    problems = [f"{label}: {_listing(sorted(keys))}" for label, keys in
+                (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)) if keys]
+    if problems:
+        raise CheckpointError(f"'{plan.folder}' does not match the {plan.layout.name} layout's model: " + "; ".join(problems))
+
+
+def _read_weights(plan: CheckpointPlan, targets: dict[str, tuple[torch.device, torch.dtype]]) -> dict[str, dict]:
+    """Each tensor copied once from its memory-mapped shard into its part's dtype and device."""
+    where = {disk_key: (part, key) for part, keys in plan.parts.items() for key, disk_key in keys.items()}
+    by_shard: dict[Path, list[str]] = defaultdict(list)
+    for disk_key, entry in plan.tensors.items():
+        by_shard[entry.shard].append(disk_key)
+    state: dict[str, dict] = defaultdict(dict)
+    for shard, keys in by_shard.items():
+        handle, mapped = None, 0
+        try:
+            for disk_key in keys:
+                if handle is None or mapped >= REMAP_BYTES:
+                    handle, mapped = safe_open(shard, framework="pt"), 0
+                part, key = where[disk_key]
+                device, dtype = targets[part]
+                tensor = handle.get_tensor(disk_key)
+                mapped += tensor.nbytes
+                state[part][key] = tensor.to(device=device, dtype=dtype if tensor.is_floating_point() else None,
+                                             copy=True)
+                del tensor  # the last reference to the mapped pages before a re-open
+        except (SafetensorError, OSError) as error:
+            raise CheckpointError(f"weight file '{shard}' cannot be read: {error}") from error
+    return state
+
+
+def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """``bfloat16`` / ``float16`` / ``float32`` (or a torch dtype) as a torch dtype."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise CheckpointError(f"unknown dtype '{dtype}': use one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
 
 
 def default_device() -> tuple[torch.device, torch.dtype]:
@@ -148,85 +410,96 @@ def default_device() -> tuple[torch.device, torch.dtype]:
 
 
 def load_checkpoint(checkpoint: str | Path, device: str | torch.device | None = None,
-                    dtype: torch.dtype | None = None, system_prompt: str | None = None) -> MomentSegModel:
-    """Load a Sa2VA-Qwen2.5-VL or MomentSeg checkpoint into the real model classes."""
-    folder = _resolve(checkpoint)
+                    dtype: str | torch.dtype | None = None, system_prompt: str | None = None) -> MomentSegModel:
+    """Load an official MomentSeg, Sa2VA-Qwen2.5-VL or older MomentSeg checkpoint into the real classes.
+
+    The LMM and heads are loaded in ``dtype`` (bfloat16 on CUDA, float32 on CPU by default); SAM2 keeps
+    float32 weights, as sam2 runs them (under autocast on CUDA).
+    """
     auto_device, auto_dtype = default_device()
     device = torch.device(device) if device is not None else auto_device
-    dtype = dtype or (auto_dtype if device.type == "cuda" else torch.float32)
-    config_path = folder / "config.json"
-    if not config_path.exists():
-        raise CheckpointError(f"'{folder}' has no config.json")
-    config_dict = json.loads(config_path.read_text())
-    ours = config_dict.pop("momentseg", {})
-    config = Qwen2_5_VLConfig.from_dict(config_dict)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"'{folder}' has no readable tokenizer: {error}") from error
-    if tokenizer.convert_tokens_to_ids(SEG_TOKEN) in (None, tokenizer.unk_token_id):
-        raise CheckpointError(f"the tokenizer in '{folder}' has no {SEG_TOKEN} token")
-
-    weights = _read_weights(folder)
-    qwen_state = _take(weights, QWEN_PREFIX)
-    sam2_state = {_sam2_from_disk(k): v for k, v in _take(weights, SAM2_PREFIX).items()}
-    seg_state = _take(weights, SEG_PREFIX)
-    find_state = _take(weights, FIND_PREFIX)
-    if weights:
-        keys = sorted(weights)
-        raise CheckpointError(f"unexpected keys outside every known prefix: {', '.join(keys[:20])}")
-    has_find = bool(find_state)
-    if has_find and tokenizer.convert_tokens_to_ids(FIND_TOKEN) in (None, tokenizer.unk_token_id):
-        raise CheckpointError(f"'{folder}' has a [FIND] head but its tokenizer has no {FIND_TOKEN} token")
-
-    with no_init_weights():
-        qwen = Qwen2_5_VLForConditionalGeneration(config)
-    _load_strict(qwen, qwen_state, QWEN_PREFIX)
-    hidden = config.text_config.hidden_size
-    seg_projector = SegProjector(hidden)
-    _load_strict(seg_projector, seg_state, SEG_PREFIX)
-    find_head = None
-    if has_find:
-        find_head = FindHead(hidden, find_state["2.weight"].shape[0])
-        _load_strict(find_head, find_state, FIND_PREFIX)
-
-    sam2_config = ours.get("sam2_config", SA2VA_SAM2_CONFIG)
-    sam2_size = int(ours.get("sam2_image_size", SA2VA_SAM2_IMAGE_SIZE))
-    predictor = build_predictor(sam2_config, sam2_size, "cpu")
-    _load_strict(predictor, sam2_state, SAM2_PREFIX)
-
-    qwen.to(device, dtype).eval()
-    seg_projector.to(device, dtype).eval()
-    if find_head is not None:
-        find_head.to(device, dtype).eval()
-    predictor.to(device).eval()
+    dtype = parse_dtype(dtype) or (auto_dtype if device.type == "cuda" else torch.float32)
+    plan = plan_checkpoint(checkpoint)
+    tokenizer = load_tokenizer(plan)
+    modules = _build_empty(plan)
+    _check_keys(plan, modules)
+    targets = {part: (device, torch.float32 if part == SAM2 else dtype) for part in modules}
+    state = _read_weights(plan, targets)
+    for part, module in modules.items():
+        module.load_state_dict(state.pop(part), strict=True, assign=True)
+        # buffers built for real (rotary frequencies) follow the weights; the weights are already there
+        module.to(device).eval()
     info = ModelInfo(
-        checkpoint=str(checkpoint),
-        layout="momentseg" if has_find else "sa2va",
-        heads=("seg", "find") if has_find else ("seg",),
-        sam2_config=sam2_config,
-        sam2_image_size=sam2_size,
+        checkpoint=str(checkpoint), layout=plan.layout.name, heads=plan.heads, sam2_config=plan.sam2.config,
+        sam2_image_size=plan.sam2.image_size, sam2_trunk=plan.sam2.trunk, dtype=str(dtype).removeprefix("torch."),
     )
-    lmm = QwenLMM(qwen, build_processor(tokenizer), system_prompt=system_prompt)
-    return MomentSegModel(lmm, seg_projector, find_head, predictor, info)
+    lmm = QwenLMM(modules[LMM], build_processor(tokenizer), system_prompt=system_prompt)
+    return MomentSegModel(lmm, modules[SEG], modules.get(FIND), modules[SAM2], info, modules.get(IMAGE))
 
 
-def save_checkpoint(model: MomentSegModel, folder: str | Path) -> Path:
-    """Write ``model`` in the checkpoint layout above (the [FIND] head only when it has one)."""
+def save_checkpoint(model: MomentSegModel, folder: str | Path, layout: str | None = None) -> Path:
+    """Write ``model`` in ``layout`` (default: the one it was loaded from or built for)."""
+    layout_spec = LAYOUTS[layout or model.info.layout]
+    parts = model.parts()
+    absent = sorted(layout_spec.required - set(parts))
+    if absent:
+        raise ValueError(f"the {layout_spec.name} layout needs {', '.join(absent)}, which this model lacks")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state: dict[str, torch.Tensor] = {}
-    for prefix, module, rename in (
-        (QWEN_PREFIX, model.lmm.model, str),
-        (SAM2_PREFIX, model.predictor, _sam2_to_disk),
-        (SEG_PREFIX, model.seg_projector, str),
-        *([(FIND_PREFIX, model.find_head, str)] if model.find_head is not None else []),
-    ):
-        for key, tensor in module.state_dict().items():
-            state[prefix + rename(key)] = tensor.detach().to("cpu").contiguous()
+    state = {
+        layout_spec.disk_key(part, key): tensor.detach().to("cpu").contiguous()
+        for part, module in parts.items() if part in layout_spec.required
+        for key, tensor in module.state_dict().items()
+    }
     save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
-    config = model.lmm.model.config.to_dict()
-    config["momentseg"] = {"sam2_config": model.info.sam2_config, "sam2_image_size": model.info.sam2_image_size}
+    qwen_config = model.lmm.model.config
+    if layout_spec is OFFICIAL:
+        dtype = str(next(model.lmm.model.parameters()).dtype).removeprefix("torch.")
+        config = official_config(qwen_config, sam2_image_size=model.info.sam2_image_size, dtype=dtype)
+    else:
+        config = qwen_config.to_dict()
+        config["momentseg"] = {"sam2_config": model.info.sam2_config, "sam2_image_size": model.info.sam2_image_size}
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     model.lmm.processor.tokenizer.save_pretrained(folder)
     return folder
+
+
+def describe_checkpoint(checkpoint: str | Path) -> dict:
+    """What ``momentseg info`` prints: layout, heads, SAM2, sizes, dtype on disk, special tokens, what runs."""
+    plan = plan_checkpoint(checkpoint)
+    tokenizer = load_tokenizer(plan)
+    modules = _build_empty(plan)
+    _check_keys(plan, modules)
+    counts: Counter = Counter()
+    dtypes: Counter = Counter()
+    for part, keys in plan.parts.items():
+        for key, disk_key in keys.items():
+            entry = plan.tensors[disk_key]
+            name = ("vision tower" if key.startswith("model.visual.") else "language model") if part == LMM else part
+            counts[name] += entry.numel
+            dtypes[entry.dtype] += entry.numel
+    special = {token: tokenizer.convert_tokens_to_ids(token)
+               for token in (SEG_TOKEN, FIND_TOKEN, "<p>", "</p>", "<|image_pad|>", "<|video_pad|>")
+               if tokenizer.convert_tokens_to_ids(token) not in (None, tokenizer.unk_token_id)}
+    total = sum(counts.values())
+    sam2_params = counts[SAM2]
+    run = [
+        "[FIND] head: temporal grounding (similarity curve, moment), moment-centric keyframes"
+        if FIND in plan.layout.required else "no [FIND] head: uniform keyframes, no moment",
+        f"[SEG] head: SAM2 {plan.sam2.version} {plan.sam2.trunk} at {plan.sam2.image_size} px, "
+        "bidirectional anchor-updated propagation",
+    ]
+    return {
+        "checkpoint": str(checkpoint),
+        "folder": str(plan.folder),
+        "layout": plan.layout.name,
+        "heads": list(plan.heads),
+        "sam2": plan.sam2.to_dict(),
+        "parameters": {**dict(counts), "total": total},
+        "dtype_on_disk": dict(dtypes),
+        "special_tokens": special,
+        "vocab_size": plan.qwen_config.text_config.vocab_size,
+        "memory_gb": {name: round(((total - sam2_params) * torch.finfo(d).bits // 8 + sam2_params * 4) / 1e9, 2)
+                      for name, d in DTYPES.items()},
+        "will_run": run,
+    }

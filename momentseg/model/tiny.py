@@ -1,4 +1,10 @@
-"""Tiny random-weight models in the real architectures, built offline: for tests, demos and CI."""
+"""Tiny random-weight models in the real architectures, built offline: for tests, demos, training and CI.
+
+``layout`` picks which checkpoint layout the model is saved in (see :mod:`momentseg.model.checkpoint`):
+``official`` (the MomentSeg release: [FIND] head with ReLU, ``img_hidden_fcs``, ``<p>``/``</p>`` tokens and an
+embedding larger than the tokenizer, as the authors add tokens without resizing), ``momentseg`` (this
+project's older layout) or ``sa2va`` (no [FIND] head).
+"""
 
 from __future__ import annotations
 
@@ -11,35 +17,51 @@ QWEN_SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
     "<|image_pad|>", "<|video_pad|>",
 ]
+# the tokens the official models add (configs/momentseg-*.py special_tokens)
+OFFICIAL_ADDED_TOKENS = [SEG_TOKEN, FIND_TOKEN, "<p>", "</p>"]
 TINY_WORDS = (
     "system user assistant you are a helpful it is this low-resolution video can find the key frames range "
     "of text query in segment man who picks up phone and walks away dog cat car person red blue moving "
-    "jumps over fence left right . , ? ! ' \n"
+    "jumps over fence left right green yellow white purple orange square circle triangle star shape object "
+    "appears disappears moves stops slides falls rises grows shrinks spins enters leaves from to up down top "
+    "bottom stays still then after before while when sure segmentation result please referring here refer "
+    "resoluton low resolution the - < > . , ? ! ' \n"
 ).split(" ")
+# the official tiny reference's embedding rows: 304 tokens, 320 rows
+OFFICIAL_TINY_VOCAB_ROWS = 320
+TINY_SAM2_CONFIG = "configs/sam2/sam2_hiera_t.yaml"
+TINY_SAM2_IMAGE_SIZE = 128
+# random decoders score objects as absent (logit < 0), which blanks every mask: bias them present
+TINY_OBJECT_SCORE_BIAS = 4.0
+LAYOUTS = ("official", "momentseg", "sa2va")
 
 
-def build_tiny_tokenizer(*, with_find: bool = True) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer with Qwen's chat/vision special tokens, [SEG] and (optionally) [FIND]."""
+def build_tiny_tokenizer(*, with_find: bool = True, added_tokens: list[str] | None = None) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer with Qwen's chat/vision special tokens, then ``added_tokens``
+    (default: [SEG] and, ``with_find``, [FIND])."""
     vocab = {"<unk>": 0}
     for word in TINY_WORDS:
         vocab.setdefault(word.strip() or word, len(vocab))
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     backend.decoder = decoders.WordPiece(prefix="##")
-    special = QWEN_SPECIAL_TOKENS + [SEG_TOKEN] + ([FIND_TOKEN] if with_find else [])
+    if added_tokens is None:
+        added_tokens = [SEG_TOKEN] + ([FIND_TOKEN] if with_find else [])
     return PreTrainedTokenizerFast(
         tokenizer_object=backend, unk_token="<unk>", pad_token="<|endoftext|>", eos_token="<|im_end|>",
-        additional_special_tokens=special,
+        additional_special_tokens=QWEN_SPECIAL_TOKENS + added_tokens,
     )
 
 
-def tiny_qwen_config(tokenizer, hidden_size: int = 64) -> Qwen2_5_VLConfig:
-    """Qwen2.5-VL geometry shrunk: 2 text layers of width 64, a 2-block vision tower of width 32."""
+def tiny_qwen_config(tokenizer, hidden_size: int = 64, vocab_size: int | None = None) -> Qwen2_5_VLConfig:
+    """Qwen2.5-VL geometry shrunk: 2 text layers of width 64, a 2-block vision tower of width 32 (the
+    official tiny reference's sizes); ``vocab_size`` embedding rows (default: one per token)."""
     ids = tokenizer.convert_tokens_to_ids
     return Qwen2_5_VLConfig(
         text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+            vocab_size=vocab_size or len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+            rms_norm_eps=1e-6, max_window_layers=2,
             rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
             bos_token_id=None, eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>"),
             tie_word_embeddings=False,
@@ -57,41 +79,39 @@ def tiny_qwen_config(tokenizer, hidden_size: int = 64) -> Qwen2_5_VLConfig:
     )
 
 
-TINY_SAM2_CONFIG = "configs/sam2/sam2_hiera_t.yaml"
-TINY_SAM2_IMAGE_SIZE = 128
-# random decoders score objects as absent (logit < 0), which blanks every mask: bias them present
-TINY_OBJECT_SCORE_BIAS = 4.0
-
-
-def build_tiny_model(layout: str = "momentseg", seed: int = 0):
-    """A random-weight MomentSeg (or Sa2VA-layout) model: tiny Qwen2.5-VL, SAM2 hiera-t at 128 px."""
+def build_tiny_model(layout: str = "momentseg", seed: int = 0, sam2_image_size: int = TINY_SAM2_IMAGE_SIZE):
+    """A random-weight model for ``layout``: tiny Qwen2.5-VL, SAM2 2.0 Hiera-T at ``sam2_image_size`` px."""
     import torch
+    from torch import nn
+    from transformers import Qwen2_5_VLForConditionalGeneration
 
     from momentseg.model.checkpoint import ModelInfo, MomentSegModel
     from momentseg.model.heads import FindHead, SegProjector
     from momentseg.model.lmm import QwenLMM, build_processor
     from momentseg.model.sam2_tracker import build_predictor
-    from transformers import Qwen2_5_VLForConditionalGeneration
 
-    if layout not in ("momentseg", "sa2va"):
-        raise ValueError(f"unknown layout {layout!r}: use 'momentseg' or 'sa2va'")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}")
     torch.manual_seed(seed)
-    with_find = layout == "momentseg"
-    tokenizer = build_tiny_tokenizer(with_find=with_find)
-    config = tiny_qwen_config(tokenizer)
+    official = layout == "official"
+    with_find = layout != "sa2va"
+    tokenizer = build_tiny_tokenizer(added_tokens=OFFICIAL_ADDED_TOKENS) if official else build_tiny_tokenizer(with_find=with_find)
+    config = tiny_qwen_config(tokenizer, vocab_size=OFFICIAL_TINY_VOCAB_ROWS if official else None)
     qwen = Qwen2_5_VLForConditionalGeneration(config).eval()
-    predictor = build_predictor(TINY_SAM2_CONFIG, TINY_SAM2_IMAGE_SIZE, "cpu")
+    predictor = build_predictor(TINY_SAM2_CONFIG, sam2_image_size, "cpu")
     with torch.no_grad():
         predictor.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(TINY_OBJECT_SCORE_BIAS)
     hidden = config.text_config.hidden_size
-    info = ModelInfo("tiny", layout, ("seg", "find") if with_find else ("seg",), TINY_SAM2_CONFIG,
-                     TINY_SAM2_IMAGE_SIZE)
-    return MomentSegModel(QwenLMM(qwen, build_processor(tokenizer)), SegProjector(hidden).eval(),
-                          FindHead(hidden).eval() if with_find else None, predictor, info)
+    find_head = FindHead(hidden, activation=nn.ReLU if official else nn.GELU).eval() if with_find else None
+    info = ModelInfo("tiny", layout, ("seg", "find") if with_find else ("seg",), TINY_SAM2_CONFIG, sam2_image_size,
+                     "hiera_t")
+    return MomentSegModel(QwenLMM(qwen, build_processor(tokenizer)), SegProjector(hidden).eval(), find_head,
+                          predictor, info, SegProjector(hidden).eval() if official else None)
 
 
-def write_tiny_checkpoint(folder, layout: str = "momentseg", seed: int = 0):
-    """Save a tiny random-weight checkpoint in the real layout; returns the folder."""
+def write_tiny_checkpoint(folder, layout: str = "momentseg", seed: int = 0,
+                          sam2_image_size: int = TINY_SAM2_IMAGE_SIZE):
+    """Save a tiny random-weight checkpoint in ``layout``; returns the folder."""
     from momentseg.model.checkpoint import save_checkpoint
 
-    return save_checkpoint(build_tiny_model(layout, seed), folder)
+    return save_checkpoint(build_tiny_model(layout, seed, sam2_image_size), folder)

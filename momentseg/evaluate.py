@@ -1,0 +1,194 @@
+"""``momentseg eval``: the full pipeline on a benchmark split, predictions in the official submission
+layout, and the paper's metrics with each benchmark's averaging.
+
+RefVOS predictions go to ``OUT/Annotations/<video>/<expression id>/<source frame name>.png`` (0/255 grey,
+what the Ref-YouTube-VOS server and the MeViS / ReVOS scripts read); J and F are computed from those PNGs
+as written. TSG queries give R@{0.3, 0.5, 0.7} and mIoU. Each finished expression is one JSON line in
+``OUT/rows/rank-<r>.jsonl``, so a rerun skips it; ranks (``torchrun`` / ``accelerate launch``) take every
+world-size-th entry and rank 0 merges all rows into ``OUT/metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from momentseg.data import load_entries, parse_data_spec
+from momentseg.data.entries import DataError, GroundingEntry, ReferringEntry
+from momentseg.export import safe_name
+from momentseg.grounding import longest_moment, moment_seconds
+from momentseg.metrics import JF, expression_scores, mevis_scores, revos_scores, temporal_iou, tsg_metrics
+from momentseg.pipeline import validate_prompt
+
+# the split each benchmark is scored on (2D-TAN renames ActivityNet val_2 to test)
+EVAL_SPLITS = {"charades-sta": "test", "activitynet": "test", "mevis": "valid_u", "revos": "valid",
+               "ref-youtube-vos": "valid", "cvat": "all"}
+TSG_EVAL_PIXELS = 8 * 8 * 28 * 28  # official TVG evaluation (TVE:117-118)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What to run; None budgets are the official evaluation's (RefVOS: video 4·4…6·6·28², images
+    4·4…16·16·28²; TSG: video 4·4…8·8·28² with the TSG prompt)."""
+
+    split: str | None = None
+    limit: int | None = None
+    keyframes: int = 8
+    tsg_pixels: int | None = None
+    tsg_min_pixels: int | None = None
+    image_pixels: int | None = None
+    image_min_pixels: int | None = None
+    force_answer: bool = False
+    device: str | None = None
+    progress: bool = True
+
+    def segment_options(self, grounding: bool):
+        """The pipeline options of the official RefVOS (``grounding`` False) or TSG evaluation."""
+        from momentseg.pipeline import SegmentOptions
+
+        given = {name: value for name, value in (
+            ("tsg_pixels", self.tsg_pixels), ("tsg_min_pixels", self.tsg_min_pixels),
+            ("image_pixels", self.image_pixels), ("image_min_pixels", self.image_min_pixels)) if value is not None}
+        official = {"tsg_pixels": TSG_EVAL_PIXELS, "find_prompt": "tsg"} if grounding else {}
+        return SegmentOptions(keyframes=self.keyframes, force_answer=self.force_answer, **{**official, **given})
+
+
+def prediction_path(out: Path, entry: ReferringEntry, frame_name: str) -> Path:
+    return out / "Annotations" / safe_name(entry.video_id) / safe_name(entry.expression_id, "0") / f"{frame_name}.png"
+
+
+def read_prediction(path: Path) -> np.ndarray:
+    """A submitted mask as the benchmarks' scripts read it: grey PNG, any non-zero pixel is foreground."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L")) > 0
+
+
+def _read_rows(rows_dir: Path) -> dict[str, dict]:
+    rows = {}
+    for path in sorted(rows_dir.glob("rank-*.jsonl")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[row["key"]] = row
+    return rows
+
+
+def _score_referring(entry: ReferringEntry, result, out: Path) -> dict:
+    frames = result.num_frames
+    track = result.tracks[0] if result.tracks else None
+    empty = np.zeros((result.height, result.width), bool)
+    for index in range(frames):
+        mask = track.mask(index, result.width, result.height) if track else empty
+        path = prediction_path(out, entry, entry.frame_names[index])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(path)
+    row = {"video": entry.video_id, "expression_id": entry.expression_id, "expression": entry.expression,
+           "type_id": entry.type_id, "frames": frames,
+           "moment": None if result.moment is None else [result.moment.start_frame, result.moment.end_frame]}
+    if entry.has_masks:
+        predictions = [read_prediction(prediction_path(out, entry, name)) for name in entry.frame_names]
+        score = expression_scores(predictions, [entry.mask(i) for i in range(frames)])
+        row.update(J=score.j, F=score.f)
+    return row
+
+
+def _score_grounding(entry: GroundingEntry, pipeline, options) -> dict:
+    """The TSG evaluation: the [FIND] pass only; the moment is the longest run of S above θ (official)."""
+    frames = entry.open_frames()
+    grounding = pipeline.ground(frames, validate_prompt(entry.query), options)
+    predicted = None
+    if grounding.similarity is not None:
+        start, end = longest_moment(grounding.similarity, options.threshold)
+        predicted = [round(value, 4) for value in moment_seconds(start, end, frames.fps)]
+    iou = 0.0 if predicted is None else temporal_iou(tuple(predicted), (entry.start, entry.end))
+    return {"video": entry.video_id, "query": entry.query, "ground_truth": [entry.start, entry.end],
+            "prediction": predicted, "iou": iou}
+
+
+def summarise(kind: str, rows: list[dict]) -> dict:
+    """The benchmark's numbers (percent) from the per-entry rows, plus per-video means."""
+    if not rows:
+        return {"summary": {}, "per_video": {}}
+    if "iou" in rows[0]:
+        gts = [tuple(r["ground_truth"]) for r in rows]
+        preds = [tuple(r["prediction"]) if r["prediction"] else (0.0, 0.0) for r in rows]
+        summary = {k: round(v, 4) for k, v in tsg_metrics(preds, gts).items()}
+        per_video = defaultdict(list)
+        for r in rows:
+            per_video[r["video"]].append(r["iou"])
+        return {"summary": {**summary, "queries": len(rows)},
+                "per_video": {v: {"mIoU": round(100 * float(np.mean(x)), 4), "queries": len(x)}
+                              for v, x in per_video.items()}}
+    scored = [r for r in rows if "J" in r]
+    if not scored:
+        return {"summary": {"expressions": len(rows), "note": "no ground truth in this split: predictions only"},
+                "per_video": {}}
+    scores = [JF(r["J"], r["F"]) for r in scored]
+    if kind == "revos":
+        groups = revos_scores(scores, [r["type_id"] for r in scored])
+        summary = {f"{name} {metric}": round(value, 4) for name, jf in groups.items()
+                   for metric, value in (("J", jf.j), ("F", jf.f), ("J&F", jf.jf))}
+    else:
+        total = mevis_scores(scores)
+        summary = {"J": round(100 * total.j, 4), "F": round(100 * total.f, 4), "J&F": round(100 * total.jf, 4)}
+        if kind in ("ref-youtube-vos", "cvat"):
+            summary["note"] = "MeViS-style averaging (offline approximation of the benchmark server)"
+    per_video = defaultdict(list)
+    for r in scored:
+        per_video[r["video"]].append((r["J"], r["F"]))
+    return {"summary": {**summary, "expressions": len(scored)},
+            "per_video": {v: {"J": round(100 * float(np.mean([j for j, _ in x])), 4),
+                              "F": round(100 * float(np.mean([f for _, f in x])), 4), "expressions": len(x)}
+                          for v, x in per_video.items()}}
+
+
+def evaluate(checkpoint: str, data: str, out: str | Path, options: EvalOptions = EvalOptions()) -> dict | None:
+    """Run, write, score; returns the merged metrics on rank 0 (None on other ranks)."""
+    from accelerate import PartialState
+    from tqdm import tqdm
+
+    from momentseg.model.checkpoint import load_checkpoint
+    from momentseg.pipeline import MomentSegPipeline
+
+    spec = parse_data_spec(data)
+    entries = load_entries(spec, options.split or EVAL_SPLITS[spec.kind])
+    if options.limit is not None:
+        if options.limit < 1:
+            raise DataError(f"--limit must be >= 1, got {options.limit}")
+        entries = entries[: options.limit]
+    device = options.device or None
+    state = PartialState(cpu=device == "cpu")
+    out = Path(out)
+    rows_dir = out / "rows"
+    rows_dir.mkdir(parents=True, exist_ok=True)
+    done = _read_rows(rows_dir)
+    mine = [e for e in entries[state.process_index :: state.num_processes] if e.name not in done]
+
+    if mine:
+        model = load_checkpoint(checkpoint, device=state.device)
+        pipeline = MomentSegPipeline(model)
+        refvos_options, tsg_options = options.segment_options(False), options.segment_options(True)
+        with (rows_dir / f"rank-{state.process_index}.jsonl").open("a") as log:
+            for entry in tqdm(mine, desc=f"eval {spec.kind}", unit="expr", disable=not options.progress):
+                if isinstance(entry, GroundingEntry):
+                    row = _score_grounding(entry, pipeline, tsg_options)
+                else:
+                    result = pipeline.run(entry.open_frames(), entry.expression, refvos_options)
+                    row = _score_referring(entry, result, out)
+                log.write(json.dumps({"key": entry.name, **row}) + "\n")
+                log.flush()  # a crash loses at most the expression in flight
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return None
+    rows = _read_rows(rows_dir)
+    wanted = [rows[e.name] for e in entries if e.name in rows]
+    merged = summarise(spec.kind, wanted)
+    metrics = {"checkpoint": str(checkpoint), "data": spec.kind, "split": options.split or EVAL_SPLITS[spec.kind],
+               "summary": merged["summary"], "per_video": merged["per_video"], "rows": wanted}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics

@@ -1,0 +1,44 @@
+"""Size checks on untrusted input that run before any pixel is decoded or any model work starts."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image, UnidentifiedImageError
+
+from momentseg.errors import InvalidInputError
+
+# EXIF orientations that turn the stored image by 90°: decoders that apply them swap width and height
+_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
+_EXIF_ORIENTATION = 0x0112
+
+
+class ImageTooLargeError(InvalidInputError):
+    """An image declares more pixels than accepted."""
+
+    code = "frame_too_large"
+    status = 413
+
+
+def image_size(data: bytes, max_pixels: int) -> tuple[int, int]:
+    """(height, width) of a JPEG or PNG as its header declares it, after EXIF orientation.
+
+    Only the header is read (PIL opens lazily), so a tiny file declaring 16384² pixels is refused
+    here instead of being decoded into gigabytes.
+    """
+    try:
+        with Image.open(io.BytesIO(data), formats=("JPEG", "PNG")) as image:
+            width, height = image.size
+            orientation = image.getexif().get(_EXIF_ORIENTATION) if image.format == "JPEG" else None
+    except Image.DecompressionBombError:
+        raise ImageTooLargeError(f"the image declares more than {2 * Image.MAX_IMAGE_PIXELS} pixels; at most "
+                                 f"{max_pixels} are accepted") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise InvalidInputError("not a JPEG or PNG image") from None
+    if width < 1 or height < 1:
+        raise InvalidInputError(f"the image declares an empty size {width}x{height}")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(f"the image is {width}x{height}; at most {max_pixels} pixels are accepted")
+    if orientation in _TRANSPOSING_ORIENTATIONS:
+        width, height = height, width
+    return height, width

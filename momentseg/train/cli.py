@@ -1,0 +1,109 @@
+"""``momentseg train``, ``momentseg eval`` and ``momentseg synth``: argparse setup, hooked into momentseg.cli."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+from momentseg.train.config import TrainConfig
+
+# the options a person changes most; every other TrainConfig field is reachable through --config YAML
+TRAIN_FLAGS = ("max_steps", "batch_size", "grad_accumulation", "lr", "save_every", "num_workers", "seed",
+               "lora_rank", "lora_alpha", "tsg_frames", "temporal_frames", "keyframes", "tsg_pixels",
+               "temporal_pixels", "image_pixels", "tsg_min_pixels", "temporal_min_pixels", "image_min_pixels",
+               "mixed_precision", "find_weight", "text_weight", "mask_weight", "answer_variants", "warmup_ratio")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from momentseg.train.config import load_config
+    from momentseg.train.loop import train
+
+    overrides = {f.name: getattr(args, f.name, None) for f in fields(TrainConfig)}
+    overrides["data"] = args.data or None
+    for flag in ("train_image_encoder", "gradient_checkpointing"):
+        if getattr(args, flag):
+            overrides[flag] = True
+    config = load_config(args.config, overrides)
+    final = train(config, resume=args.resume, progress=not args.quiet)
+    if final is not None:
+        print(f"wrote the trained checkpoint to {final}")
+    return 0
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    from momentseg.data.synthetic import SyntheticOptions, generate
+
+    options = SyntheticOptions(frames=args.frames, size=args.size, distractors=args.distractors,
+                               actions=tuple(args.actions))
+    out = generate(args.out, args.train_clips, args.test_clips, args.seed, options)
+    print(f"wrote {args.train_clips} training and {args.test_clips} held-out clips to {out}/mevis and "
+          f"{out}/charades-sta")
+    return 0
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from momentseg.evaluate import EvalOptions, evaluate
+
+    options = EvalOptions(split=args.split, limit=args.limit, keyframes=args.keyframes, device=args.device,
+                          tsg_pixels=args.tsg_pixels, tsg_min_pixels=args.tsg_min_pixels,
+                          image_pixels=args.image_pixels, image_min_pixels=args.image_min_pixels,
+                          force_answer=args.force_answer, progress=not args.quiet)
+    metrics = evaluate(args.checkpoint, args.data, args.out, options)
+    if metrics is not None:
+        print(f"metrics: {metrics['summary']}")
+        print(f"wrote {args.out}/metrics.json")
+    return 0
+
+
+def register(commands) -> None:
+    """Add the train, eval and synth sub-commands to ``momentseg``'s sub-parsers."""
+    from momentseg.data import READERS
+    from momentseg.data.synthetic import ACTIONS
+
+    kinds = ", ".join(READERS)
+    train = commands.add_parser("train", help="fine-tune MomentSeg on TSG and RefVOS data (accelerate / DDP)")
+    train.add_argument("--base", help="Sa2VA- or MomentSeg-layout checkpoint to start from")
+    train.add_argument("--data", action="append", metavar="KIND=ROOT[:WEIGHT]",
+                       help=f"a dataset (repeatable); KIND one of {kinds}")
+    train.add_argument("--out", help="output folder: train_log.jsonl, checkpoints/, checkpoint/")
+    train.add_argument("--config", help="YAML file of options (command-line flags win)")
+    train.add_argument("--device", help="cuda or cpu (default: cuda when present)")
+    train.add_argument("--resume", action="store_true", help="continue from the last saved step in --out")
+    train.add_argument("--train-image-encoder", action="store_true", help="also train SAM2's image encoder")
+    train.add_argument("--gradient-checkpointing", action="store_true", help="recompute LMM activations (less memory)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    defaults = TrainConfig()
+    types = {f.name: f.type for f in fields(TrainConfig)}
+    for name in TRAIN_FLAGS:
+        kind = {"int": int, "float": float}.get(str(types[name]), str)
+        train.add_argument("--" + name.replace("_", "-"), type=kind, dest=name,
+                           help=f"default {getattr(defaults, name)}")
+    train.set_defaults(run=_run_train)
+
+    evaluate = commands.add_parser("eval", help="run the pipeline on a benchmark split and score it")
+    evaluate.add_argument("--checkpoint", required=True)
+    evaluate.add_argument("--data", required=True, metavar="KIND=ROOT", help=f"KIND one of {kinds}")
+    evaluate.add_argument("--split", help="split (default: the benchmark's evaluation split)")
+    evaluate.add_argument("--out", required=True, help="output folder: Annotations/, metrics.json")
+    evaluate.add_argument("--limit", type=int, help="only the first N expressions / queries")
+    evaluate.add_argument("--keyframes", type=int, default=8)
+    evaluate.add_argument("--tsg-pixels", type=int, help="max pixels per TSG frame (default: the official eval's)")
+    evaluate.add_argument("--tsg-min-pixels", type=int)
+    evaluate.add_argument("--image-pixels", type=int, help="max pixels per keyframe image (default 16·16·28²)")
+    evaluate.add_argument("--image-min-pixels", type=int)
+    evaluate.add_argument("--force-answer", action="store_true",
+                          help="teacher-force 'It is [FIND].' / 'It is [SEG].' instead of generating")
+    evaluate.add_argument("--device", help="cuda or cpu (default: cuda when present)")
+    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.set_defaults(run=_run_eval)
+
+    synth = commands.add_parser("synth", help="write synthetic clips in the MeViS and Charades-STA layouts")
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--train-clips", type=int, default=200)
+    synth.add_argument("--test-clips", type=int, default=40)
+    synth.add_argument("--frames", type=int, default=16)
+    synth.add_argument("--size", type=int, default=64)
+    synth.add_argument("--distractors", type=int, default=1)
+    synth.add_argument("--actions", nargs="+", choices=ACTIONS, default=list(ACTIONS))
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(run=_run_synth)

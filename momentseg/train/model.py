@@ -1,0 +1,215 @@
+"""The model as it trains: LoRA on the LMM's text layers, trainable [FIND]/[SEG] rows, the [FIND] head, the
+[SEG] projector and SAM2's mask decoder; one forward gives the three losses. Frozen: the vision tower, the
+rest of the embeddings, SAM2's image encoder (unless asked), memory and prompt encoders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from momentseg.data.entries import DataError
+from momentseg.grounding import find_matching_loss, frame_query_similarity
+from momentseg.model.checkpoint import MomentSegModel
+from momentseg.model.heads import FindHead, SegProjector
+from momentseg.model.lmm import QwenLMM
+from momentseg.model.prompts import FIND_TOKEN, SEG_TOKEN
+from momentseg.train.losses import answer_loss, mask_loss
+from momentseg.train.samples import PreparedSample
+
+LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+@dataclass(frozen=True)
+class TrainableParts:
+    """What trains (official recipe defaults) and the loss weights."""
+
+    lora_rank: int = 128
+    lora_alpha: int = 256
+    lora_dropout: float = 0.05
+    train_image_encoder: bool = False
+    tau: float = 0.07
+    positive_weight: float = 2.0
+    find_weight: float = 1.0
+    text_weight: float = 1.0
+    mask_weight: float = 1.0
+    mask_bce_weight: float = 2.0
+    mask_dice_weight: float = 0.5
+    mask_points: int = 112 * 112
+    gradient_checkpointing: bool = False
+
+
+class SpecialRows(nn.Module):
+    """A frozen embedding (or output projection) whose rows for a few special tokens are trainable."""
+
+    def __init__(self, base: nn.Module, token_ids: list[int]):
+        super().__init__()
+        self.base = base
+        self.register_buffer("token_ids", torch.tensor(token_ids), persistent=False)
+        self.rows = nn.Parameter(base.weight[token_ids].detach().clone().float())
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        if isinstance(self.base, nn.Embedding):
+            match = x[..., None] == self.token_ids
+            if match.any():
+                picked = match.float() @ self.rows.to(out.dtype)
+                out = torch.where(match.any(-1, keepdim=True), picked, out)
+            return out
+        special = x @ self.rows.to(x.dtype).T  # output logits of the special tokens
+        return out.index_copy(-1, self.token_ids, special)
+
+    def merged(self) -> nn.Module:
+        with torch.no_grad():
+            self.base.weight[self.token_ids] = self.rows.to(self.base.weight.dtype)
+        return self.base
+
+
+def add_find_token(model: MomentSegModel) -> MomentSegModel:
+    """Give a Sa2VA-layout model what the official layout has and it lacks: the [FIND] token (its embedding
+    row drawn around the mean row when the vocabulary must grow), ``find_hidden_fcs`` and ``img_hidden_fcs``
+    (the latter untrained: the official code reads it only with ``perframe_seg``)."""
+    hidden = model.lmm.hidden_size
+    dtype = next(model.lmm.model.parameters()).dtype
+    if getattr(model, "image_projector", None) is None:
+        model = dataclasses.replace(model, image_projector=SegProjector(hidden).to(model.device, dtype))
+    if model.find_head is not None:
+        return model
+    tokenizer = model.lmm.processor.tokenizer
+    tokenizer.add_tokens([FIND_TOKEN], special_tokens=True)
+    qwen = model.lmm.model
+    find_id = tokenizer.convert_tokens_to_ids(FIND_TOKEN)
+    rows = qwen.get_input_embeddings().weight.shape[0]
+    if find_id >= rows:  # the official vocabulary has spare rows; a smaller one grows by the mean row
+        qwen.resize_token_embeddings(find_id + 1, mean_resizing=False)
+        with torch.no_grad():
+            for matrix in (qwen.get_input_embeddings().weight, qwen.get_output_embeddings().weight):
+                matrix[rows:] = matrix[:rows].mean(0)
+    head = FindHead(hidden).to(model.device, dtype)
+    lmm = QwenLMM(qwen, model.lmm.processor, system_prompt=getattr(model.lmm, "system_prompt", None))
+    info = dataclasses.replace(model.info, layout="momentseg", heads=("seg", "find"))
+    return dataclasses.replace(model, lmm=lmm, find_head=head, info=info)
+
+
+class TrainableMomentSeg(nn.Module):
+    """The trainable model; ``forward(sample)`` returns ``loss`` and its parts (absent parts are None)."""
+
+    def __init__(self, model: MomentSegModel, parts: TrainableParts):
+        super().__init__()
+        from peft import LoraConfig, get_peft_model
+
+        self.parts = parts
+        self.base = model
+        qwen = model.lmm.model
+        tokenizer = model.lmm.processor.tokenizer
+        self.find_id = tokenizer.convert_tokens_to_ids(FIND_TOKEN)
+        self.seg_id = tokenizer.convert_tokens_to_ids(SEG_TOKEN)
+        self.video_token_id = qwen.config.video_token_id
+        for parameter in qwen.parameters():
+            parameter.requires_grad_(False)
+        if parts.lora_rank > 0:
+            config = LoraConfig(r=parts.lora_rank, lora_alpha=parts.lora_alpha, lora_dropout=parts.lora_dropout,
+                                target_modules=LORA_TARGETS)
+            self.qwen = get_peft_model(qwen, config)
+            inner = self.qwen.base_model.model
+        else:
+            self.qwen = qwen
+            inner = qwen
+        special = [self.seg_id, self.find_id]
+        inner.set_input_embeddings(SpecialRows(inner.get_input_embeddings(), special))
+        inner.lm_head = SpecialRows(inner.lm_head, special)
+        self.inner = inner
+        if parts.gradient_checkpointing:  # recompute the LMM's activations in backward: memory for time
+            inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.seg_projector = model.seg_projector.requires_grad_(True)
+        self.find_head = model.find_head.requires_grad_(True)
+        self.predictor = model.predictor.requires_grad_(False)
+        self.predictor.sam_mask_decoder.requires_grad_(True)
+        if parts.train_image_encoder:
+            self.predictor.image_encoder.requires_grad_(True)
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The trainable tensors by name: what a resumable training checkpoint holds."""
+        return {name: p.detach().cpu() for name, p in self.named_parameters() if p.requires_grad}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        names = {name for name, p in self.named_parameters() if p.requires_grad}
+        if set(state) != names:
+            differ = sorted(set(state) ^ names)
+            raise DataError(f"the saved training state does not match this model and options ({len(differ)} "
+                            f"tensors differ, e.g. {differ[0]}): resume with the --base and options it was saved with")
+        parameters = dict(self.named_parameters())
+        with torch.no_grad():
+            for name, tensor in state.items():
+                parameters[name].copy_(tensor)
+
+    def decode_masks(self, images: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
+        """SAM2's first-frame decode of every keyframe with the [SEG] prompt (no memory, as Sa2VA trains):
+        image features + no-memory embedding, sparse prompt [padding point, p], best of the 3 masks by
+        predicted IoU. Returns low-res logits [N, h, w]."""
+        predictor = self.predictor
+        with torch.set_grad_enabled(self.parts.train_image_encoder and self.training):
+            backbone = predictor.forward_image(images)
+            _, features, _, sizes = predictor._prepare_backbone_features(backbone)
+        count = images.shape[0]
+        image_embedding = (features[-1] + predictor.no_mem_embed).permute(1, 2, 0).reshape(count, -1, *sizes[-1])
+        high_res = [f.permute(1, 2, 0).reshape(count, -1, *s) for f, s in zip(features[:-1], sizes[:-1])]
+        points = torch.zeros(count, 1, 2, device=images.device)
+        labels = -torch.ones(count, 1, dtype=torch.int32, device=images.device)
+        sparse, dense = predictor.sam_prompt_encoder(points=(points, labels), boxes=None, masks=None)
+        sparse = torch.cat([sparse, prompt.to(sparse.dtype).reshape(1, 1, -1).expand(count, -1, -1)], dim=1)
+        masks, ious, _, _ = predictor.sam_mask_decoder(
+            image_embeddings=image_embedding, image_pe=predictor.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=True,
+            repeat_image=False, high_res_features=high_res,
+        )
+        best = ious.argmax(-1)
+        return masks[torch.arange(count, device=masks.device), best]
+
+    def forward(self, sample: PreparedSample) -> dict[str, torch.Tensor | None]:
+        parts = self.parts
+        device = self.seg_projector[0].weight.device
+        inputs = {k: v.to(device) for k, v in sample.inputs.items()}
+        hidden = self.inner.model(**inputs).last_hidden_state[0]
+        ids = inputs["input_ids"][0]
+        positions = sample.answer_positions.to(device)
+        loss_text = answer_loss(self.inner.lm_head(hidden[positions - 1]), ids[positions])
+        loss_find = loss_mask = None
+        if sample.kind == "tsg":
+            grid_t = int(inputs["video_grid_thw"][0, 0])
+            video = hidden[ids == self.video_token_id]
+            frame_tokens = self.find_head(video.reshape(grid_t, -1, video.shape[-1])).mean(1)
+            find = self.find_head(hidden[(ids == self.find_id).nonzero()[0, 0]])
+            logits = frame_query_similarity(find, frame_tokens, parts.tau)
+            loss_find = find_matching_loss(logits, sample.find_targets.to(device), positive_weight=parts.positive_weight)
+        else:
+            prompt = self.seg_projector(hidden[(ids == self.seg_id).nonzero()[0, 0]])
+            logits = self.decode_masks(sample.sam_images.to(device), prompt.float())
+            loss_mask = mask_loss(logits, sample.masks.to(device), bce_weight=parts.mask_bce_weight,
+                                  dice_weight=parts.mask_dice_weight, num_points=parts.mask_points)
+        loss = parts.text_weight * loss_text
+        if loss_find is not None:
+            loss = loss + parts.find_weight * loss_find
+        if loss_mask is not None:
+            loss = loss + parts.mask_weight * loss_mask
+        return {"loss": loss, "loss_text": loss_text, "loss_find": loss_find, "loss_mask": loss_mask}
+
+    def merged_model(self) -> MomentSegModel:
+        """The trained MomentSegModel: LoRA merged into the text layers, special rows written back."""
+        inner = self.inner
+        inner.set_input_embeddings(inner.get_input_embeddings().merged())
+        inner.lm_head = inner.lm_head.merged()
+        qwen = self.qwen.merge_and_unload() if self.qwen is not inner else inner
+        qwen.eval()
+        base = self.base
+        lmm = QwenLMM(qwen, base.lmm.processor, system_prompt=getattr(base.lmm, "system_prompt", None))
+        info = dataclasses.replace(base.info, layout="official", heads=("seg", "find"))
+        return dataclasses.replace(base, lmm=lmm, seg_projector=self.seg_projector.eval(),
+                                   find_head=self.find_head.eval(), predictor=self.predictor.eval(), info=info)

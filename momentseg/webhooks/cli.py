@@ -1,0 +1,152 @@
+"""``momentseg webhooks serve | worker | runs``: the companion that answers CVAT's webhooks.
+
+Secrets and URLs with passwords come from the environment only (never the command line, which other
+users can read in the process list): MOMENTSEG_WEBHOOK_SECRET(_FILE), CVAT_ACCESS_TOKEN or
+CVAT_USER/CVAT_PASSWORD (or CVAT_CREDENTIALS_FILE), MOMENTSEG_REDIS_URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+
+def register(commands) -> None:
+    """Add the ``webhooks`` command to momentseg's sub-commands."""
+    from momentseg.cli import _add_pipeline_options, _port
+
+    webhooks = commands.add_parser("webhooks", help="start annotate/refine from CVAT issue comments (webhooks)")
+    sub = webhooks.add_subparsers(dest="webhooks_command", required=True)
+
+    serve = sub.add_parser("serve", help="the HTTP endpoint CVAT delivers to (POST /webhooks/cvat)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=8090, help="port (default 8090; 0: any free port)")
+    _add_settings(serve)
+    serve.set_defaults(run=_run_serve)
+
+    worker = sub.add_parser("worker", help="run the queued commands (loads the model once)")
+    worker.add_argument("--workers", type=int, default=1, help="runs at a time (default 1: one model in memory)")
+    where = worker.add_mutually_exclusive_group()
+    where.add_argument("--checkpoint", help="run the model in this process from this checkpoint")
+    where.add_argument("--function", help="URL of the deployed MomentSeg function (task mode) instead")
+    worker.add_argument("--device", help="cuda or cpu, with --checkpoint (default: cuda when present)")
+    worker.add_argument("--fps", type=float, help="frame rate for the moment in seconds (default 30)")
+    _add_settings(worker)
+    _add_pipeline_options(worker)
+    worker.set_defaults(run=_run_worker)
+
+    runs = sub.add_parser("runs", help="list the queue's runs and their state")
+    _add_settings(runs)
+    runs.set_defaults(run=_run_runs)
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("webhook settings (defaults from MOMENTSEG_WEBHOOK_* variables)")
+    group.add_argument("--queue", help="SQLite file of the queue (MOMENTSEG_WEBHOOK_QUEUE); ignored with "
+                       "MOMENTSEG_REDIS_URL")
+    group.add_argument("--projects", help="CVAT project ids answered, comma-separated (MOMENTSEG_WEBHOOK_PROJECTS)")
+    group.add_argument("--cvat-hosts", help="host[:port] names CVAT uses in its deliveries, comma-separated "
+                       "(MOMENTSEG_WEBHOOK_CVAT_HOSTS; default: CVAT_HOST's)")
+
+
+def _settings(args: argparse.Namespace):
+    import os
+
+    from momentseg.webhooks.config import WebhookSettings
+
+    env = dict(os.environ)
+    for flag, name in (("queue", "MOMENTSEG_WEBHOOK_QUEUE"), ("projects", "MOMENTSEG_WEBHOOK_PROJECTS"),
+                       ("cvat_hosts", "MOMENTSEG_WEBHOOK_CVAT_HOSTS")):
+        if getattr(args, flag, None):
+            env[name] = getattr(args, flag)
+    return WebhookSettings.from_env(env)
+
+
+def build(settings, make_runner=None, env=None):
+    """The queue and the runs for these settings, connected to CVAT_HOST with the environment's credentials
+    (checked here, so that a service without them does not start)."""
+    import functools
+
+    from momentseg.cvat.connection import CvatConfigurationError, connect_from_env, credentials_from_env
+    from momentseg.webhooks.queue import WebhookQueue, open_huey
+    from momentseg.webhooks.runs import CvatRuns
+
+    credentials = credentials_from_env(env)
+    if not credentials["host"]:
+        raise CvatConfigurationError("no CVAT server configured: set CVAT_HOST (how this service reaches CVAT)")
+    if not credentials["access_token"] and not (credentials["user"] and credentials["password"]):
+        raise CvatConfigurationError("no CVAT credentials for the service account: set CVAT_ACCESS_TOKEN (or "
+                                     "CVAT_USER and CVAT_PASSWORD), or CVAT_CREDENTIALS_FILE")
+
+    runs = CvatRuns(settings, functools.partial(connect_from_env, env), make_runner)
+    huey = open_huey(settings.queue_path, settings.redis_url)
+    queue = WebhookQueue(huey, runs, retries=settings.retries, retry_delay=settings.retry_delay,
+                         progress_step=settings.progress_step)
+    return queue, runs
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from momentseg.errors import MomentSegError
+    from momentseg.serve import ServeSettings, bind, make_server
+    from momentseg.webhooks.app import create_webhook_app
+
+    settings = _settings(args)
+    http = ServeSettings.from_env(os.environ)
+    queue, runs = build(settings)
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as error:
+        raise MomentSegError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    host, port = sock.getsockname()[:2]
+    print(f"answering CVAT webhooks on http://{host}:{port}/webhooks/cvat for projects "
+          f"{sorted(settings.projects)} of {sorted(settings.cvat_hosts)}", flush=True)
+    app = create_webhook_app(settings, queue, runs, http)
+    make_server(app, sock, settings=http).run(sockets=[sock])
+    return 0
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from dataclasses import replace
+
+    from momentseg.cli import _default_device, _options_from
+    from momentseg.errors import MomentSegError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    options = _options_from(args)
+    if args.function:
+        from momentseg.cvat.runners import function_runner
+
+        def make_runner(client, label, progress):
+            return function_runner(args.function, replace(options, label=label), args.fps)
+    elif args.checkpoint:
+        from momentseg.cvat.runners import local_runner
+        from momentseg.model.checkpoint import load_checkpoint
+        from momentseg.pipeline import MomentSegPipeline
+
+        pipeline = MomentSegPipeline(load_checkpoint(args.checkpoint, device=args.device or _default_device()))
+
+        def make_runner(client, label, progress):
+            return local_runner(client, pipeline, replace(options, label=label), args.fps, progress=progress)
+    else:
+        raise MomentSegError("give --checkpoint PATH (run the model here) or --function URL (the deployed function)")
+    queue, _ = build(settings, make_runner)
+    requeued = queue.recover()
+    print(f"worker on {'Redis' if settings.redis_url else settings.queue_path}: {len(requeued)} unfinished "
+          "runs re-queued")
+    queue.consumer(args.workers).run()
+    return 0
+
+
+def _run_runs(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    queue, _ = build(settings)
+    for record in queue.records():
+        what = record.get("prompt") or record.get("object_id") or record.get("command")
+        error = f" - {record['error']}" if record.get("error") else ""
+        print(f"{record['key']}  {record['state']:<9} {record.get('percent', 0):>3}%  {record['command']} "
+              f"{what}{error}")
+    return 0

@@ -1,0 +1,47 @@
+"""Smoke tests of the benchmark scripts' code paths (they print figures; nothing here times anything)."""
+
+import json
+import sys
+
+import pytest
+
+
+def run_main(module, argv, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", [module.__name__, *argv])
+    module.main()
+    return capsys.readouterr().out
+
+
+def test_gpu_benchmark_small_path_runs_on_cpu(monkeypatch, capsys):
+    from bench import gpu
+
+    out = run_main(gpu, ["--device", "cpu", "--small", "--repeats", "1", "--frames", "6", "--size", "64x96"],
+                   monkeypatch, capsys)
+    row = json.loads(out.strip().splitlines()[-1])
+    assert row["device"] == "CPU" and row["frames"] == 6 and row["size"] == "64x96"
+    assert set(row["timings_s"]) >= {"tsg", "refvos", "propagation"}
+    assert 0 < row["outside_models"] < 1 and row["peak_gpu_gib_by_stage"] == {}
+    for category in ("SAM2", "LMM", "frames (decode waits, spill reads, views)"):
+        assert category in out
+
+
+def test_gpu_benchmark_refuses_cuda_without_a_gpu(monkeypatch):
+    from bench import gpu
+
+    if gpu.torch.cuda.is_available():
+        pytest.skip("a GPU is here: the full-size path would run")
+    monkeypatch.setattr(sys, "argv", ["bench.gpu"])
+    with pytest.raises(SystemExit, match="no CUDA device"):
+        gpu.main()
+
+
+def test_propagation_benchmark_compares_with_bare_sam2(monkeypatch, capsys):
+    from bench import propagation
+
+    out = run_main(propagation, ["--frames", "4", "--size", "48x64", "--configs", "tiny", "--repeats", "1",
+                                 "--threads", "1"], monkeypatch, capsys)
+    row = out.strip().splitlines()[-1].split()
+    assert row[0] == "tiny"
+    bare_wall, ours_wall, ratio = map(float, row[3:6])
+    assert ratio == pytest.approx(ours_wall / bare_wall, abs=0.01)
+    assert float(row[-1]) > 0.5  # the two runs track the same object: their masks agree
