@@ -1,7 +1,7 @@
 """A demo that learns: train the tiny MomentSeg architecture on synthetic clips on a CPU, and print
 J&F (MeViS averaging) and R@0.5 / mIoU (Charades-STA) on held-out clips before and after.
 
-Run: .venv/bin/python bench/train_demo.py --out demo_run [--steps 600]
+Run: .venv/bin/python bench/train_demo.py --out demo_run [--steps 2000]
 The trained checkpoint is written to OUT/train/checkpoint and loads like any other
 (``momentseg segment CLIP --checkpoint OUT/train/checkpoint --prompt "the red circle appears"``).
 
@@ -36,11 +36,13 @@ def evaluate_both(checkpoint: Path, data: Path, out: Path, frames: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo_run")
-    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--train-clips", type=int, default=300)
     parser.add_argument("--test-clips", type=int, default=40)
     parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--actions", nargs="+", default=["appears"])
+    parser.add_argument("--actions", nargs="+", default=["moves"])
+    parser.add_argument("--distractors", type=int, default=0)
+    parser.add_argument("--tsg-weight", type=float, default=2.0, help="share of TSG samples relative to RefVOS")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -52,7 +54,8 @@ def main() -> None:
 
     out = Path(args.out)
     data = generate(out / "data", args.train_clips, args.test_clips, args.seed,
-                    SyntheticOptions(frames=args.frames, actions=tuple(args.actions)))
+                    SyntheticOptions(frames=args.frames, actions=tuple(args.actions),
+                                     distractors=args.distractors))
     base = write_tiny_checkpoint(out / "base_sa2va", "sa2va", args.seed)
     untrained = write_tiny_checkpoint(out / "untrained_official", "official", args.seed)
 
@@ -61,7 +64,7 @@ def main() -> None:
     eval_seconds = time.perf_counter() - start
 
     config = TrainConfig(
-        base=str(base), data=[f"charades-sta={data / 'charades-sta'}", f"mevis={data / 'mevis'}"],
+        base=str(base), data=[f"charades-sta={data / 'charades-sta'}:{args.tsg_weight}", f"mevis={data / 'mevis'}"],
         out=str(out / "train"), device="cpu", max_steps=args.steps, batch_size=1, lr=args.lr, warmup_ratio=0.05,
         save_every=max(args.steps // 4, 1), num_workers=1, seed=args.seed, lora_rank=32, lora_alpha=64,
         tsg_frames=args.frames, temporal_frames=args.frames // 2, tsg_min_pixels=4 * 4 * 28 * 28, tsg_pixels=4 * 4 * 28 * 28,

@@ -1,8 +1,12 @@
-"""Size checks on untrusted input that run before any pixel is decoded or any model work starts."""
+"""Size checks on untrusted input that run before any pixel is decoded or any model work starts, and
+the limits' settings read from the environment."""
 
 from __future__ import annotations
 
 import io
+import math
+from dataclasses import fields
+from typing import Mapping
 
 from PIL import Image, UnidentifiedImageError
 
@@ -42,3 +46,22 @@ def image_size(data: bytes, max_pixels: int) -> tuple[int, int]:
     if orientation in _TRANSPOSING_ORIENTATIONS:
         width, height = height, width
     return height, width
+
+
+def numbers_from_env(settings: type, env: Mapping[str, str]) -> dict[str, int | float]:
+    """The positive numbers a settings dataclass reads from its ``ENV`` variables, checked."""
+    values = {}
+    for field in fields(settings):
+        name = settings.ENV.get(field.name)
+        if name is None or not env.get(name):
+            continue
+        kind = int if field.type == "int" else float
+        try:
+            value = kind(env[name])
+        except ValueError:
+            raise InvalidInputError(f"{name} must be a {'whole ' if kind is int else ''}number, got "
+                                    f"'{env[name][:40]}'") from None
+        if not 0 < value < math.inf:
+            raise InvalidInputError(f"{name} must be positive, got {env[name][:40]}")
+        values[field.name] = value
+    return values

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import h11
 import uvicorn
@@ -33,7 +33,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from momentseg.service import RequestError, SegmentService, bearer_token, numbers_from_env
+from momentseg.limits import numbers_from_env
+
+if TYPE_CHECKING:  # the service module loads the model's code (torch): the webhook companion runs without it
+    from momentseg.service import SegmentService
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +127,8 @@ async def _first(awaitable, gone: asyncio.Future, timeout: float | None = None):
 
 
 def _segment_endpoint(service: SegmentService, settings: ServeSettings):
+    from momentseg.service import RequestError, bearer_token
+
     model_lock = asyncio.Lock()  # waiters hold no thread; the service's own lock is then free
 
     async def segment(request: Request) -> JSONResponse:

@@ -18,7 +18,7 @@ import math
 import re
 import threading
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from importlib import resources
 from itertools import islice
 from pathlib import Path
@@ -29,7 +29,7 @@ import jsonschema
 import numpy as np
 
 from momentseg.errors import InvalidInputError, MomentSegError
-from momentseg.limits import ImageTooLargeError, image_size
+from momentseg.limits import ImageTooLargeError, image_size, numbers_from_env
 from momentseg.masks import from_cvat_rle
 from momentseg.pipeline import MomentSegPipeline, SegmentOptions, validate_prompt
 from momentseg.video import DEFAULT_FPS, FrameSource
@@ -62,7 +62,7 @@ class RequestError(MomentSegError):
 class Limits:
     """What one request may ask for, and how long it may hold the model (waiting included)."""
 
-    max_frames: int = 5000
+    max_frames: int = 20_000
     max_body_bytes: int = 1 << 30
     max_frame_pixels: int = 4096 * 4096
     max_anchor_pixels: int = 1 << 30  # decoded anchor masks kept for one request, one byte per pixel
@@ -75,25 +75,6 @@ class Limits:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Limits:
         return cls(**numbers_from_env(cls, env))
-
-
-def numbers_from_env(settings: type, env: Mapping[str, str]) -> dict[str, int | float]:
-    """The positive numbers a settings dataclass reads from its ``ENV`` variables, checked."""
-    values = {}
-    for field in fields(settings):
-        name = settings.ENV.get(field.name)
-        if name is None or not env.get(name):
-            continue
-        kind = int if field.type == "int" else float
-        try:
-            value = kind(env[name])
-        except ValueError:
-            raise InvalidInputError(f"{name} must be a {'whole ' if kind is int else ''}number, got "
-                                    f"'{env[name][:40]}'") from None
-        if not 0 < value < math.inf:
-            raise InvalidInputError(f"{name} must be positive, got {env[name][:40]}")
-        values[field.name] = value
-    return values
 
 
 @dataclass

@@ -387,10 +387,10 @@ class _Decoder:
 
 
 class FrameView(Sequence[Any]):
-    """``fn`` applied to every frame of a store, each computed once and kept in the store's cache."""
+    """A store's frames through the transform registered under ``name``, each computed once and cached."""
 
-    def __init__(self, store: FrameStore, name: str, fn: Callable[[np.ndarray], Any]):
-        self.store, self.name, self.fn = store, name, fn
+    def __init__(self, store: FrameStore, name: str):
+        self.store, self.name = store, name
 
     def __len__(self) -> int:
         return len(self.store)
@@ -435,7 +435,7 @@ class FrameStore(FrameSource):
         self._cache = _Cache(cache_bytes, self._spill)
         self._decoder = _Decoder(source.iter_frames(), self._length, self._cache) if sequential else None
         self._reads = 0
-        self._views: dict[str, FrameView] = {}
+        self._transforms: dict[str, Callable[[np.ndarray], Any]] = {}  # no views: they hold the store, not back
         self._last: dict[str, int] = {}
         self._pending: dict[tuple[str, int], Future] = {}
         self._lock = threading.Lock()
@@ -463,13 +463,13 @@ class FrameStore(FrameSource):
         return self._item(BASE, index)
 
     def view(self, name: str, fn: Callable[[np.ndarray], Any]) -> FrameView:
-        """A sequence of ``fn(frame)``, cached per frame; one view per name (the name must encode fn's parameters)."""
+        """A sequence of ``fn(frame)``, cached per frame. The first ``fn`` given a name is the one used for
+        it, so the name must encode every parameter of ``fn`` (e.g. ``f"sam2-input-{size}"``)."""
         if not name or name == BASE:
             raise ValueError("a view needs a non-empty name")
         with self._lock:
-            if name not in self._views:
-                self._views[name] = FrameView(self, name, fn)
-            return self._views[name]
+            self._transforms.setdefault(name, fn)
+        return FrameView(self, name)
 
     def _index(self, index: int) -> int:
         index = int(index)
@@ -506,7 +506,7 @@ class FrameStore(FrameSource):
 
     def _compute(self, name: str, index: int) -> Any:
         if name != BASE:
-            value = self._views[name].fn(self._item_quiet(index))
+            value = self._transforms[name](self._item_quiet(index))
         elif self._decoder is not None:
             value = self._sequential_frame(index)
         else:

@@ -45,7 +45,7 @@ def _file_tensors(folder):
 
 
 def test_official_layout_round_trips_exactly(official_checkpoint, tmp_path):
-    model = load_checkpoint(official_checkpoint, device="cpu")
+    model = load_checkpoint(official_checkpoint, device="cpu", bfloat16_weights=False)
     assert model.info.layout == "official" and model.info.heads == ("seg", "find")
     assert isinstance(model.find_head[1], nn.ReLU) and model.image_projector is not None
     assert (model.info.sam2_trunk, model.info.sam2_image_size) == ("hiera_t", 128)

@@ -44,16 +44,19 @@ def nuclio_call(service):
     import serverless.interactor.main as function
 
     platform = nuclio_sdk.test.Platform()
-    original = InteractorService.from_env
-    InteractorService.from_env = classmethod(lambda cls, env=None: cls(service, OPTIONS))
+    interactor = InteractorService(service, OPTIONS)
+
+    def with_tiny_model(context):
+        context.user_data.interactor = interactor
+        return context
 
     def call(body, content_type="application/json"):
-        response = platform.call_handler(function.handler, nuclio_sdk.Event(body=body, content_type=content_type))
+        event = nuclio_sdk.Event(body=body, content_type=content_type)
+        response = platform.call_handler_with_context_mutation(function.handler, event, with_tiny_model)
         assert response.content_type == "application/json"
         return response.status_code, json.loads(response.body)
 
-    yield call
-    InteractorService.from_env = original
+    return call
 
 
 def full_mask(shape, height, width):

@@ -32,8 +32,10 @@ def h264_clip(tmp_path_factory):
     return path, list(VideoFile(path).iter_frames())
 
 
-def momentseg_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("momentseg-")]
+def store_threads(store):
+    """The store's decoder and prefetch threads (other tests' stores may still have theirs)."""
+    return [t for t in threading.enumerate() if t.name.startswith("momentseg-")
+            and (t is store._decoder._thread or t in store._prefetcher._threads)]
 
 
 def test_frame_folder_reads_in_natural_order_as_rgb(tmp_path):
@@ -103,7 +105,7 @@ def test_views_are_computed_once_and_prefetched_in_walking_direction():
     store = as_store(ArrayFrames(frames), prefetch=3)
     assert as_store(store) is store
     view = store.view("half", shrink)
-    assert store.view("half", shrink) is view and len(view) == 30
+    assert len(view) == 30 and store.view("half", lambda rgb: rgb)[3].shape == (24, 32, 3)  # first fn kept
     walk = [view[i] for i in range(30)] + [view[i] for i in reversed(range(30))]
     assert len(calls) == 30 and store.decodes == 30
     np.testing.assert_array_equal(walk[7], frames[7][::2, ::2])
@@ -135,18 +137,24 @@ def test_cache_stays_within_its_byte_budget():
 def test_threads_stop_on_close_and_when_the_store_is_dropped(h264_clip):
     path, _ = h264_clip
     store = open_video(path, cache_bytes=1 << 30)
-    store[1], store[2]  # decoder running ahead, prefetcher started
+    view = store.view("half", lambda rgb: rgb[::2, ::2].copy())
+    view[1], view[2]  # a walk: the prefetcher starts (the decoder may have finished already)
+    threads = store_threads(store)
+    assert any(thread.name.startswith("momentseg-prefetch") for thread in threads)
     store.close()
-    assert not store.threads_alive and not momentseg_threads()
+    assert not store.threads_alive and not any(thread.is_alive() for thread in threads)
     with pytest.raises(RuntimeError, match="closed"):
         store[39]
     store = open_video(path, cache_bytes=1 << 30)
-    store[0]
-    del store
+    view = store.view("half", lambda rgb: rgb[::2, ::2].copy())
+    view[0], view[1]
+    threads = store_threads(store)
+    assert threads
+    del store, view
     gc.collect()
-    for thread in momentseg_threads():
+    for thread in threads:
         thread.join(timeout=5)
-    assert not momentseg_threads()
+    assert not any(thread.is_alive() for thread in threads)
 
 
 def test_corrupt_and_missing_input_is_named(tmp_path):

@@ -432,3 +432,31 @@ def test_momentseg_serve_mounts_the_webhook_routes_only_with_a_secret(cvat, tmp_
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_momentseg_serve_with_a_secret_but_incomplete_settings_stops_before_loading_the_model(monkeypatch, capsys):
+    from momentseg.cli import main
+
+    for name in ("MOMENTSEG_WEBHOOK_PROJECTS", "MOMENTSEG_WEBHOOK_SECRET_FILE", "MOMENTSEG_WEBHOOK_CVAT_HOSTS",
+                 "CVAT_ACCESS_TOKEN", "CVAT_USER", "CVAT_PASSWORD", "CVAT_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MOMENTSEG_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("CVAT_HOST", "http://cvat.example:8080")
+    assert main(["serve", "--checkpoint", "/no/such/checkpoint", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "MOMENTSEG_WEBHOOK_PROJECTS" in err and "checkpoint" not in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("MOMENTSEG_WEBHOOK_PROJECTS", "2")
+    assert main(["serve", "--checkpoint", "/no/such/checkpoint", "--device", "cpu"]) == 2
+    assert "no CVAT credentials" in capsys.readouterr().err
+
+
+def test_the_command_line_and_the_companion_start_without_loading_the_model_code():
+    """``momentseg webhooks serve`` starts in a second, not after torch's import (seconds to tens)."""
+    import subprocess
+    import sys
+
+    check = ("import sys; from momentseg.cli import build_parser; build_parser(); "
+             "import momentseg.webhooks.app, momentseg.serve; "
+             "heavy = sorted({'torch', 'transformers', 'sam2'} & set(sys.modules)); print(heavy)")
+    output = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert output.stdout.strip() == "[]", output.stdout + output.stderr

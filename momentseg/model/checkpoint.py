@@ -368,8 +368,10 @@ def _check_keys(plan: CheckpointPlan, modules: dict[str, nn.Module]) -> None:
         raise CheckpointError(f"'{plan.folder}' does not match the {plan.layout.name} layout's model: " + "; ".join(problems))
 
 
-def _read_weights(plan: CheckpointPlan, targets: dict[str, tuple[torch.device, torch.dtype]]) -> dict[str, dict]:
-    """Each tensor copied once from its memory-mapped shard into its part's dtype and device."""
+def _read_weights(plan: CheckpointPlan, targets: dict[str, tuple[torch.device, torch.dtype]],
+                  through_bfloat16: bool = False) -> dict[str, dict]:
+    """Each tensor copied once from its memory-mapped shard into its part's dtype and device
+    (``through_bfloat16``: floating tensors rounded to bfloat16 precision on the way)."""
     where = {disk_key: (part, key) for part, keys in plan.parts.items() for key, disk_key in keys.items()}
     by_shard: dict[Path, list[str]] = defaultdict(list)
     for disk_key, entry in plan.tensors.items():
@@ -385,6 +387,8 @@ def _read_weights(plan: CheckpointPlan, targets: dict[str, tuple[torch.device, t
                 device, dtype = targets[part]
                 tensor = handle.get_tensor(disk_key)
                 mapped += tensor.nbytes
+                if through_bfloat16 and tensor.is_floating_point():
+                    tensor = tensor.to(torch.bfloat16)
                 state[part][key] = tensor.to(device=device, dtype=dtype if tensor.is_floating_point() else None,
                                              copy=True)
                 del tensor  # the last reference to the mapped pages before a re-open
@@ -410,11 +414,17 @@ def default_device() -> tuple[torch.device, torch.dtype]:
 
 
 def load_checkpoint(checkpoint: str | Path, device: str | torch.device | None = None,
-                    dtype: str | torch.dtype | None = None, system_prompt: str | None = None) -> MomentSegModel:
+                    dtype: str | torch.dtype | None = None, system_prompt: str | None = None,
+                    bfloat16_weights: bool | None = None) -> MomentSegModel:
     """Load an official MomentSeg, Sa2VA-Qwen2.5-VL or older MomentSeg checkpoint into the real classes.
 
     The LMM and heads are loaded in ``dtype`` (bfloat16 on CUDA, float32 on CPU by default); SAM2 keeps
     float32 weights, as sam2 runs them (under autocast on CUDA).
+
+    ``bfloat16_weights`` rounds every weight to bfloat16 precision before it is held in its dtype. None
+    (default) does it for the official layout only, because the official inference casts the whole model
+    to bfloat16 before it generates (``preparing_for_generation``), also when it is then run in float32:
+    its answers are those of the rounded weights. A no-op for checkpoints stored in bfloat16, as released.
     """
     auto_device, auto_dtype = default_device()
     device = torch.device(device) if device is not None else auto_device
@@ -424,7 +434,9 @@ def load_checkpoint(checkpoint: str | Path, device: str | torch.device | None = 
     modules = _build_empty(plan)
     _check_keys(plan, modules)
     targets = {part: (device, torch.float32 if part == SAM2 else dtype) for part in modules}
-    state = _read_weights(plan, targets)
+    if bfloat16_weights is None:
+        bfloat16_weights = plan.layout is OFFICIAL
+    state = _read_weights(plan, targets, through_bfloat16=bfloat16_weights)
     for part, module in modules.items():
         module.load_state_dict(state.pop(part), strict=True, assign=True)
         # buffers built for real (rotary frequencies) follow the weights; the weights are already there

@@ -6,10 +6,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from momentseg.data.entries import DataError
-from momentseg.train.model import TrainableParts
-from momentseg.train.samples import SampleRecipe
+
+if TYPE_CHECKING:  # they load torch: ``momentseg``'s parser reads this config without it
+    from momentseg.train.model import TrainableParts
+    from momentseg.train.samples import SampleRecipe
 
 
 @dataclass
@@ -59,9 +62,13 @@ class TrainConfig:
     answer_variants: str = "all"
 
     def parts(self) -> TrainableParts:
+        from momentseg.train.model import TrainableParts
+
         return TrainableParts(**{f.name: getattr(self, f.name) for f in fields(TrainableParts)})
 
     def recipe(self, sam2_image_size: int) -> SampleRecipe:
+        from momentseg.train.samples import SampleRecipe
+
         values = {f.name: getattr(self, f.name) for f in fields(SampleRecipe) if f.name != "sam2_image_size"}
         return SampleRecipe(sam2_image_size=sam2_image_size, **values)
 

@@ -127,7 +127,7 @@ class TrainableMomentSeg(nn.Module):
         inner.lm_head = SpecialRows(inner.lm_head, special)
         self.inner = inner
         if parts.gradient_checkpointing:  # recompute the LMM's activations in backward: memory for time
-            inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            inner.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         self.seg_projector = model.seg_projector.requires_grad_(True)
         self.find_head = model.find_head.requires_grad_(True)
         self.predictor = model.predictor.requires_grad_(False)

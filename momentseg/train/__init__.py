@@ -1,0 +1,1 @@
+"""Fine-tuning MomentSeg: samples, losses, the trainable model and the accelerate loop (``momentseg train``)."""
