@@ -40,9 +40,9 @@ def _reply(context, status, body):
                             status_code=status)
 
 
-def handler(context, event):
-    service = context.user_data.service
-    limit = service.limits.max_body_bytes
+def serve(context, event, limit, handle):
+    """Refuse a body that cannot be measured (400) or is over ``limit`` bytes (413) before any work, else
+    reply with ``handle(event)``'s (status, body); every refusal is logged. Both functions' handlers."""
     try:
         size = _body_size(event)
     except (TypeError, ValueError, RecursionError):
@@ -53,7 +53,13 @@ def handler(context, event):
         return _reply(context, 413, {"error": "request_too_large",
                                      "message": f"the request has {size} bytes; at most {limit} are accepted "
                                                 "(MOMENTSEG_MAX_BODY_BYTES)"})
-    status, body = service.handle(event.body, token=bearer_token(_header(event, "Authorization")))
+    status, body = handle(event)
     if status >= 400:
         context.logger.warn(f"request refused ({status} {body['error']}): {body['message']}")
     return _reply(context, status, body)
+
+
+def handler(context, event):
+    service = context.user_data.service
+    return serve(context, event, service.limits.max_body_bytes,
+                 lambda event: service.handle(event.body, token=bearer_token(_header(event, "Authorization"))))

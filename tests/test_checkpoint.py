@@ -39,6 +39,12 @@ def _edit_weights(folder, edit):
     save_file(weights, folder / "model.safetensors")
 
 
+def _edited_weights_are_refused(folder, edit, message):
+    _edit_weights(folder, edit)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(folder, device="cpu")
+
+
 def _file_tensors(folder):
     with safe_open(folder / "model.safetensors", "pt") as handle:
         return {key: handle.get_tensor(key) for key in handle.keys()}
@@ -90,24 +96,21 @@ def test_older_layouts_still_load(layout, tmp_path):
 
 
 def test_missing_key_is_named(editable):
-    _edit_weights(editable, lambda w: w.pop("find_hidden_fcs.2.weight"))
-    with pytest.raises(CheckpointError, match=r"missing keys: find_hidden_fcs\.2\.weight"):
-        load_checkpoint(editable, device="cpu")
+    _edited_weights_are_refused(editable, lambda w: w.pop("find_hidden_fcs.2.weight"),
+                                r"missing keys: find_hidden_fcs\.2\.weight")
 
 
 def test_unexpected_and_unknown_keys_are_named(editable):
-    _edit_weights(editable, lambda w: w.update({"model.extra.weight": torch.zeros(1)}))
-    with pytest.raises(CheckpointError, match=r"unexpected keys: model\.extra\.weight"):
-        load_checkpoint(editable, device="cpu")
-    _edit_weights(editable, lambda w: (w.pop("model.extra.weight"), w.update({"lora.A": torch.zeros(1)})))
-    with pytest.raises(CheckpointError, match=r"outside every known prefix of the official layout: lora\.A"):
-        load_checkpoint(editable, device="cpu")
+    _edited_weights_are_refused(editable, lambda w: w.update({"model.extra.weight": torch.zeros(1)}),
+                                r"unexpected keys: model\.extra\.weight")
+    _edited_weights_are_refused(editable,
+                                lambda w: (w.pop("model.extra.weight"), w.update({"lora.A": torch.zeros(1)})),
+                                r"outside every known prefix of the official layout: lora\.A")
 
 
 def test_wrong_shape_is_named_before_reading(editable):
-    _edit_weights(editable, lambda w: w.update({"text_hidden_fcs.2.bias": torch.zeros(3)}))
-    with pytest.raises(CheckpointError, match=r"wrong shapes: text_hidden_fcs\.2\.bias \[3\] \(model: \[256\]\)"):
-        load_checkpoint(editable, device="cpu")
+    _edited_weights_are_refused(editable, lambda w: w.update({"text_hidden_fcs.2.bias": torch.zeros(3)}),
+                                r"wrong shapes: text_hidden_fcs\.2\.bias \[3\] \(model: \[256\]\)")
 
 
 def test_truncated_weights_and_bad_config_are_refused(editable):

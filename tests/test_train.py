@@ -145,8 +145,9 @@ def test_find_targets_mark_the_patches_inside_the_moment():
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients(synth):
     from momentseg.data import load_entries, parse_data_spec
     from momentseg.model.tiny import build_tiny_model
-    from momentseg.train.model import TrainableMomentSeg, TrainableParts, add_find_token
-    from momentseg.train.samples import SampleBuilder, SampleRecipe
+    from momentseg.train.config import SampleRecipe, TrainableParts
+    from momentseg.train.model import TrainableMomentSeg, add_find_token
+    from momentseg.train.samples import SampleBuilder
 
     entry = load_entries(parse_data_spec(f"charades-sta={synth / 'charades-sta'}"))[0]
     results = []
@@ -154,7 +155,7 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(synth):
         model = add_find_token(build_tiny_model("sa2va", seed=1))
         module = TrainableMomentSeg(model, TrainableParts(lora_rank=4, lora_alpha=8, lora_dropout=0.0,
                                                          gradient_checkpointing=checkpointing)).train()
-        recipe = SampleRecipe(tsg_frames=8, tsg_min_pixels=3136, tsg_pixels=3136, sam2_image_size=128)
+        recipe = SampleRecipe(tsg_frames=8, tsg_min_pixels=3136, tsg_pixels=3136)
         sample = SampleBuilder.for_model(model, recipe).build(entry, np.random.default_rng(0))
         torch.manual_seed(0)
         loss = module(sample)["loss"]

@@ -1,22 +1,61 @@
 """Training options: the official recipe's defaults (paper App. B.2 / Table 15, official configs), each
-overridable from a YAML file and then from the command line."""
+overridable from a YAML file and then from the command line. Torch-free: ``momentseg``'s parser reads it."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from momentseg.data.entries import DataError
-
-if TYPE_CHECKING:  # they load torch: ``momentseg``'s parser reads this config without it
-    from momentseg.train.model import TrainableParts
-    from momentseg.train.samples import SampleRecipe
+from momentseg.model.prompts import SYSTEM_PROMPT
 
 
-@dataclass
-class TrainConfig:
+@dataclass(frozen=True)
+class TrainableParts:
+    """What trains and the loss weights: LoRA r 128 / α 256 / dropout 0.05 on the LMM's text layers,
+    τ 0.07 and λ_p 2.0 of the [FIND] loss, mask loss BCE 2.0 + Dice 0.5 on 112² sampled points."""
+
+    lora_rank: int = 128
+    lora_alpha: int = 256
+    lora_dropout: float = 0.05
+    train_image_encoder: bool = False
+    tau: float = 0.07
+    positive_weight: float = 2.0
+    find_weight: float = 1.0
+    text_weight: float = 1.0
+    mask_weight: float = 1.0
+    mask_bce_weight: float = 2.0
+    mask_dice_weight: float = 0.5
+    mask_points: int = 112 * 112
+    gradient_checkpointing: bool = False
+
+
+@dataclass(frozen=True)
+class SampleRecipe:
+    """Frame counts and pixel budgets of one training sample: TSG frames ≤ 60, temporal-token frames ≤ 50,
+    5 RefVOS keyframes (paper Table 15, official configs)."""
+
+    tsg_frames: int = 60
+    temporal_frames: int = 50
+    keyframes: int = 5
+    tsg_min_pixels: int = 4 * 4 * 28 * 28
+    tsg_pixels: int = 8 * 8 * 28 * 28
+    temporal_min_pixels: int = 1 * 1 * 28 * 28
+    temporal_pixels: int = 4 * 4 * 28 * 28
+    image_min_pixels: int = 4 * 4 * 28 * 28
+    image_pixels: int = 16 * 16 * 28 * 28
+    system_prompt: str | None = SYSTEM_PROMPT
+    # "all": random answers of the lists and both [FIND] questions; "first": "It is [FIND]." / "It is [SEG]."
+    # (what inference forces) and the TVG question only
+    answer_variants: str = "all"
+
+
+@dataclass(frozen=True)
+class TrainConfig(SampleRecipe, TrainableParts):
+    """Every option of a run, flat (YAML keys and flags): the run's own below, plus the fields of
+    :class:`TrainableParts` and :class:`SampleRecipe`."""
+
     base: str = ""
     data: list[str] = field(default_factory=list)
     out: str = "train_out"
@@ -34,43 +73,12 @@ class TrainConfig:
     save_every: int = 500
     keep_checkpoints: int = 2
     num_workers: int = 2
-    # what trains, and the losses (LoRA r 128 / α 256 / dropout 0.05; τ 0.07, λ_p 2.0; mask: BCE 2.0 + Dice 0.5)
-    lora_rank: int = 128
-    lora_alpha: int = 256
-    lora_dropout: float = 0.05
-    train_image_encoder: bool = False
-    tau: float = 0.07
-    positive_weight: float = 2.0
-    find_weight: float = 1.0
-    text_weight: float = 1.0
-    mask_weight: float = 1.0
-    mask_bce_weight: float = 2.0
-    mask_dice_weight: float = 0.5
-    mask_points: int = 112 * 112
-    gradient_checkpointing: bool = False
-    # one sample: TSG frames ≤ 60, temporal-token frames ≤ 50, 5 RefVOS keyframes, pixel budgets
-    tsg_frames: int = 60
-    temporal_frames: int = 50
-    keyframes: int = 5
-    tsg_min_pixels: int = 4 * 4 * 28 * 28
-    tsg_pixels: int = 8 * 8 * 28 * 28
-    temporal_min_pixels: int = 1 * 1 * 28 * 28
-    temporal_pixels: int = 4 * 4 * 28 * 28
-    image_min_pixels: int = 4 * 4 * 28 * 28
-    image_pixels: int = 16 * 16 * 28 * 28
-    system_prompt: str | None = "You are a helpful assistant."
-    answer_variants: str = "all"
 
     def parts(self) -> TrainableParts:
-        from momentseg.train.model import TrainableParts
-
         return TrainableParts(**{f.name: getattr(self, f.name) for f in fields(TrainableParts)})
 
-    def recipe(self, sam2_image_size: int) -> SampleRecipe:
-        from momentseg.train.samples import SampleRecipe
-
-        values = {f.name: getattr(self, f.name) for f in fields(SampleRecipe) if f.name != "sam2_image_size"}
-        return SampleRecipe(sam2_image_size=sam2_image_size, **values)
+    def recipe(self) -> SampleRecipe:
+        return SampleRecipe(**{f.name: getattr(self, f.name) for f in fields(SampleRecipe)})
 
     def validate(self) -> TrainConfig:
         if not self.base:

@@ -121,7 +121,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     module = TrainableMomentSeg(model, config.parts())
     for part in (module.seg_projector, module.find_head, module.predictor):
         part.float()
-    builder = SampleBuilder.for_model(model, config.recipe(model.predictor.image_size))
+    builder = SampleBuilder.for_model(model, config.recipe())
 
     trainable = [p for p in module.parameters() if p.requires_grad]
     decay = [p for p in trainable if p.ndim >= 2]

@@ -6,7 +6,6 @@ rest of the embeddings, SAM2's image encoder (unless asked), memory and prompt e
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -17,29 +16,11 @@ from momentseg.model.checkpoint import MomentSegModel
 from momentseg.model.heads import FindHead, SegProjector
 from momentseg.model.lmm import QwenLMM
 from momentseg.model.prompts import FIND_TOKEN, SEG_TOKEN
+from momentseg.train.config import TrainableParts
 from momentseg.train.losses import answer_loss, mask_loss
 from momentseg.train.samples import PreparedSample
 
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-
-
-@dataclass(frozen=True)
-class TrainableParts:
-    """What trains (official recipe defaults) and the loss weights."""
-
-    lora_rank: int = 128
-    lora_alpha: int = 256
-    lora_dropout: float = 0.05
-    train_image_encoder: bool = False
-    tau: float = 0.07
-    positive_weight: float = 2.0
-    find_weight: float = 1.0
-    text_weight: float = 1.0
-    mask_weight: float = 1.0
-    mask_bce_weight: float = 2.0
-    mask_dice_weight: float = 0.5
-    mask_points: int = 112 * 112
-    gradient_checkpointing: bool = False
 
 
 class SpecialRows(nn.Module):

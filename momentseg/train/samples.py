@@ -8,14 +8,16 @@ moves tensors.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from momentseg.data.entries import DataError, GroundingEntry, ReferringEntry
 from momentseg.model.lmm import MERGE, downscale_to_budget, mrope_position_ids, normalized_frame, vision_patches
-from momentseg.model.prompts import FIND_PROMPTS, IMAGE, SEG_PROMPTS, SYSTEM_PROMPT, VIDEO, chat
+from momentseg.model.prompts import FIND_PROMPTS, IMAGE, SEG_PROMPTS, VIDEO, chat
 from momentseg.model.sam2_tracker import sam2_input
+from momentseg.train.config import SampleRecipe
 
 VIDEO_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
@@ -25,26 +27,6 @@ TSG_QUESTION_STYLES = ("tsg", "refvos")
 FIND_ANSWERS = ("It is [FIND].", "Sure, [FIND].", "Sure, it is [FIND].", "[FIND].")
 SEG_ANSWERS = ("It is [SEG].", "Sure, [SEG].", "Sure, it is [SEG].", "Sure, the segmentation result is [SEG].",
                "[SEG].")
-
-
-@dataclass(frozen=True)
-class SampleRecipe:
-    """Frame counts and pixel budgets of one training sample (paper Table 15, official configs)."""
-
-    tsg_frames: int = 60
-    temporal_frames: int = 50
-    keyframes: int = 5
-    tsg_min_pixels: int = 4 * 4 * 28 * 28
-    tsg_pixels: int = 8 * 8 * 28 * 28
-    temporal_min_pixels: int = 1 * 1 * 28 * 28
-    temporal_pixels: int = 4 * 4 * 28 * 28
-    image_min_pixels: int = 4 * 4 * 28 * 28
-    image_pixels: int = 16 * 16 * 28 * 28
-    sam2_image_size: int = 1024
-    system_prompt: str | None = SYSTEM_PROMPT
-    # "all": random answers of the lists and both [FIND] questions; "first": "It is [FIND]." / "It is [SEG]."
-    # (what inference forces) and the TVG question only
-    answer_variants: str = "all"
 
 
 @dataclass(frozen=True)
@@ -138,22 +120,22 @@ def find_targets(sampled: np.ndarray, fps: float, start: float, end: float) -> n
     return (inside.reshape(-1, 2).mean(1) >= 0.5).astype(np.float32)
 
 
+@dataclass(frozen=True)
 class SampleBuilder:
     """Turns entries into :class:`PreparedSample`s with the model's tokenizer and vision geometry."""
 
-    def __init__(self, tokenizer, video_token_id: int, image_token_id: int, tokens_per_second: float,
-                 recipe: SampleRecipe):
-        self.tokenizer = tokenizer
-        self.video_token_id = video_token_id
-        self.image_token_id = image_token_id
-        self.tokens_per_second = tokens_per_second
-        self.recipe = recipe
+    tokenizer: Any
+    video_token_id: int
+    image_token_id: int
+    tokens_per_second: float
+    sam2_image_size: int
+    recipe: SampleRecipe
 
     @classmethod
     def for_model(cls, model, recipe: SampleRecipe) -> SampleBuilder:
         config = model.lmm.model.config
         return cls(model.lmm.processor.tokenizer, config.video_token_id, config.image_token_id,
-                   float(config.vision_config.tokens_per_second), recipe)
+                   float(config.vision_config.tokens_per_second), model.predictor.image_size, recipe)
 
     def _answer(self, variants: tuple[str, ...], rng: np.random.Generator) -> str:
         return variants[0] if self.recipe.answer_variants == "first" else str(rng.choice(variants))
@@ -220,7 +202,7 @@ class SampleBuilder:
         masks = np.stack([entry.mask(int(k)) for k in keyframes])
         if masks.shape[1:] != decoded[0].shape[:2]:
             raise DataError(f"{entry.name}: masks are {masks.shape[1:]}, frames {decoded[0].shape[:2]}")
-        sam_images = torch.stack([sam2_input(f, recipe.sam2_image_size) for f in decoded])
+        sam_images = torch.stack([sam2_input(f, self.sam2_image_size) for f in decoded])
         return PreparedSample("refvos", entry.name, inputs, answer_positions, sam_images=sam_images,
                               masks=torch.from_numpy(masks))
 

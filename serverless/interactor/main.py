@@ -2,7 +2,7 @@
 (serverless/interactor/function.yaml, momentseg/interact.py, docs/deploy.md)."""
 
 from momentseg.interact import InteractorService
-from serverless.main import _body_size, _reply
+from serverless.main import serve
 
 
 def init_context(context):
@@ -16,16 +16,4 @@ def init_context(context):
 
 def handler(context, event):
     interactor = context.user_data.interactor
-    limit = interactor.service.limits.max_body_bytes
-    try:
-        size = _body_size(event)
-    except (TypeError, ValueError, RecursionError):
-        return _reply(context, 400, {"error": "malformed_json", "message": "the request body is nested too deeply "
-                                     "or is not JSON"})
-    if size > limit:
-        return _reply(context, 413, {"error": "request_too_large", "message": f"the request has {size} bytes; at "
-                                     f"most {limit} are accepted (MOMENTSEG_MAX_BODY_BYTES)"})
-    status, body = interactor.handle(event.body)
-    if status >= 400:
-        context.logger.warn(f"request refused ({status} {body['error']}): {body['message']}")
-    return _reply(context, status, body)
+    return serve(context, event, interactor.service.limits.max_body_bytes, lambda event: interactor.handle(event.body))
