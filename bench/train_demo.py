@@ -42,7 +42,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--actions", nargs="+", default=["moves"])
     parser.add_argument("--distractors", type=int, default=0)
-    parser.add_argument("--tsg-weight", type=float, default=2.0, help="share of TSG samples relative to RefVOS")
+    parser.add_argument("--tsg-weight", type=float, default=8.0, help="share of TSG samples relative to RefVOS")
+    parser.add_argument("--positive-weight", type=float, default=1.0, help="λ_p of L_find (official: 2)")
+    parser.add_argument("--find-weight", type=float, default=2.0, help="weight of L_find in the loss (official: 1)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -67,6 +69,7 @@ def main() -> None:
         base=str(base), data=[f"charades-sta={data / 'charades-sta'}:{args.tsg_weight}", f"mevis={data / 'mevis'}"],
         out=str(out / "train"), device="cpu", max_steps=args.steps, batch_size=1, lr=args.lr, warmup_ratio=0.05,
         save_every=max(args.steps // 4, 1), num_workers=1, seed=args.seed, lora_rank=32, lora_alpha=64,
+        positive_weight=args.positive_weight, find_weight=args.find_weight,
         tsg_frames=args.frames, temporal_frames=args.frames // 2, tsg_min_pixels=4 * 4 * 28 * 28, tsg_pixels=4 * 4 * 28 * 28,
         temporal_min_pixels=4 * 28 * 28, temporal_pixels=4 * 28 * 28, image_min_pixels=4 * 4 * 28 * 28,
         image_pixels=4 * 4 * 28 * 28, mask_points=64 * 64, answer_variants="first",

@@ -132,7 +132,7 @@ def test_official_weights_are_rounded_to_bfloat16_as_the_official_inference_hold
     assert np.abs(grounding.similarity_raw - reference[0]["similarity_raw"]).max() > 1e-2
 
 
-@pytest.mark.skipif(SLOW, reason="SAM2 at 1024² on 24 frames takes ~15 min on 2 CPU cores: MOMENTSEG_PARITY_FULL=1")
+@pytest.mark.skipif(SLOW, reason="SAM2 at 1024² on 24 frames takes ~5 min on 2 CPU cores: set MOMENTSEG_PARITY_FULL=1")
 def test_sam2_and_bap_match_the_official_run_from_its_seg_embedding(official_model, clip, reference):
     """From the official [SEG] embedding and keyframes: same decisions, same removed frames, masks IoU ≥ 0.99."""
     import torch
@@ -160,7 +160,7 @@ def test_sam2_and_bap_match_the_official_run_from_its_seg_embedding(official_mod
     assert iou.min() >= 0.99
 
 
-@pytest.mark.skipif(SLOW, reason="the whole CLI run takes ~15 min on 2 CPU cores: MOMENTSEG_PARITY_FULL=1")
+@pytest.mark.skipif(SLOW, reason="the whole CLI run takes ~5 min on 2 CPU cores: set MOMENTSEG_PARITY_FULL=1")
 def test_segment_command_gives_the_official_answers(tmp_path, reference):
     """The acceptance check: momentseg segment ... --force-answer --device cpu on the reference clip."""
     import cv2
