@@ -73,8 +73,9 @@ def test_credentials_file_and_environment(stub, tmp_path):
 
 
 def test_unreachable_slow_and_redirecting_servers(stub):
-    with pytest.raises(CvatUnreachableError):
+    with pytest.raises(CvatUnreachableError, match="cannot be reached") as refused:
         connect("http://127.0.0.1:9", access_token=TOKEN)
+    assert not isinstance(refused.value, CvatTimeoutError)
     client = connect(stub.url, access_token=TOKEN, timeouts=Timeouts(connect=1, read=0.3))
     stub.delay = 2
     started = time.monotonic()

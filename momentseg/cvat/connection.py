@@ -91,9 +91,13 @@ def cvat_errors(what: str) -> Iterator[None]:
         raise CvatError(f"{what}: CVAT answered HTTP {error.status} {_reason(error)}".rstrip()) from error
     except (api_exceptions.ApiValueError, api_exceptions.ApiTypeError) as error:
         raise CvatError(f"{what}: the request does not fit CVAT's API ({str(error).splitlines()[0]})") from error
+    except urllib3.exceptions.NewConnectionError as error:  # a subclass of urllib3's TimeoutError, yet a refusal
+        raise CvatUnreachableError(f"{what}: CVAT cannot be reached (connection refused or no route)") from error
     except (urllib3.exceptions.TimeoutError, TimeoutError) as error:
         raise CvatTimeoutError(f"{what}: CVAT did not answer in time") from error
     except urllib3.exceptions.MaxRetryError as error:
+        if isinstance(error.reason, urllib3.exceptions.NewConnectionError):
+            raise CvatUnreachableError(f"{what}: CVAT cannot be reached (connection refused or no route)") from error
         if isinstance(error.reason, urllib3.exceptions.TimeoutError):
             raise CvatTimeoutError(f"{what}: CVAT did not answer in time") from error
         raise CvatUnreachableError(f"{what}: CVAT cannot be reached ({type(error.reason).__name__})") from error
