@@ -1,4 +1,4 @@
-"""Mask codecs: CVAT mask RLE (cvat-sdk), COCO RLE (pycocotools), polygons (OpenCV), boxes."""
+"""Mask codecs: CVAT mask RLE, COCO RLE (pycocotools), polygons (OpenCV), boxes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from cvat_sdk.masks import decode_mask, encode_mask
 from pycocotools import mask as coco_mask
 
 from momentseg.errors import InvalidInputError
@@ -31,22 +30,56 @@ def _binary(mask) -> np.ndarray:
 
 
 def to_cvat_rle(mask) -> list[float]:
-    """CVAT's mask ``points``: RLE over the bounding-box crop, then [left, top, right, bottom].
+    """CVAT's mask ``points``: run lengths over the row-major bounding-box crop, background first (a crop
+    that starts inside the mask starts with a 0 run), then the inclusive box [left, top, right, bottom].
+    The same numbers as ``cvat_sdk.masks.encode_mask`` (tests/test_masks.py), without a CVAT client in the
+    core.
 
-    An empty mask has no CVAT encoding (CVAT stores absent objects as ``outside``): ValueError.
+    An empty mask has no CVAT encoding (CVAT stores absent objects as ``outside``): InvalidInputError.
     """
     m = _binary(mask)
-    if not m.any():
+    rows = np.flatnonzero(m.any(axis=1))
+    if rows.size == 0:
         raise InvalidInputError("an empty mask has no CVAT RLE: mark the frame 'outside' instead")
-    return encode_mask(m)
+    cols = np.flatnonzero(m.any(axis=0))
+    left, top, right, bottom = int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])
+    flat = m[top:bottom + 1, left:right + 1].ravel()
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    edges = np.concatenate([[0], changes, [flat.size]])
+    runs = np.diff(edges).tolist()
+    if flat[0]:
+        runs.insert(0, 0)
+    return runs + [left, top, right, bottom]
 
 
 def from_cvat_rle(points, width: int, height: int) -> np.ndarray:
     """Decode CVAT mask ``points`` to a bool [height, width] mask."""
+    def problem(text: str) -> InvalidInputError:
+        return InvalidInputError(f"invalid CVAT mask RLE for a {width}x{height} frame: {text}")
+
     try:
-        return decode_mask(list(points), image_width=width, image_height=height)
-    except (ValueError, TypeError) as error:
-        raise InvalidInputError(f"invalid CVAT mask RLE for a {width}x{height} frame: {error}") from error
+        values = list(points)
+    except TypeError:
+        raise problem("the points are not a list of numbers") from None
+    if len(values) < 5:
+        raise problem("it needs at least one run and a box [left, top, right, bottom]")
+    numbers = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+            raise problem(f"{value!r} is not a whole number")
+        numbers.append(int(value))
+    *runs, left, top, right, bottom = numbers
+    if not (0 <= left <= right < width and 0 <= top <= bottom < height):
+        raise problem(f"the box [{left}, {top}, {right}, {bottom}] is outside the frame")
+    if min(runs) < 0:
+        raise problem("a run length is negative")
+    box_height, box_width = bottom - top + 1, right - left + 1
+    if sum(runs) != box_height * box_width:
+        raise problem(f"the runs cover {sum(runs)} pixels; the box has {box_height * box_width}")
+    crop = np.repeat(np.arange(len(runs)) % 2 == 1, runs)
+    mask = np.zeros((height, width), bool)
+    mask[top:bottom + 1, left:right + 1] = crop.reshape(box_height, box_width)
+    return mask
 
 
 def to_coco_rle(mask) -> dict:

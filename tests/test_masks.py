@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from cvat_sdk.masks import decode_mask
+from cvat_sdk.masks import decode_mask, encode_mask
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycocotools import mask as coco_mask
@@ -26,12 +26,24 @@ masks_strategy = st.builds(
 )
 
 
-@settings(max_examples=150, deadline=None)
-@given(masks_strategy)
-def test_cvat_rle_round_trips_through_cvat_sdk(mask):
+def sparse_mask(seed, h, w, density):
+    """Blobs away from the edges too, so that crops start and end on either value."""
+    mask = random_mask(seed, h, w, density)
+    rng = np.random.default_rng(seed + 1)
+    top, left = rng.integers(0, h), rng.integers(0, w)
+    mask[:top] = False
+    mask[:, :left] = False
+    return mask
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(masks_strategy, st.builds(sparse_mask, st.integers(0, 2**31), st.integers(1, 40),
+                                           st.integers(1, 40), st.floats(0.05, 0.95))))
+def test_cvat_rle_is_cvat_sdks_own_encoding(mask):
     if not mask.any():
-        mask[0, 0] = True
+        mask[-1, -1] = True
     points = to_cvat_rle(mask)
+    assert points == encode_mask(mask)
     np.testing.assert_array_equal(decode_mask(points, image_width=mask.shape[1], image_height=mask.shape[0]), mask)
     np.testing.assert_array_equal(from_cvat_rle(points, mask.shape[1], mask.shape[0]), mask)
     x, y, w, h = bbox(mask)
@@ -101,4 +113,21 @@ def test_bbox_and_errors():
         to_coco_rle(np.zeros((2, 3, 4)))
     with pytest.raises(InvalidInputError, match="CVAT mask RLE"):
         from_cvat_rle([0, 5, 0, 0, 9, 9], 4, 4)
+    for points, problem in [([1, 0, 0, 0], "at least one run"), ([1.5, 0, 0, 0, 0], "whole number"),
+                            (["1", 0, 0, 0, 0], "whole number"), ([-1, 2, 0, 0, 0, 0], "negative"),
+                            ([2, 0, 0, 0, 0], "cover 2 pixels"), ([1, 0, 0, 4, 0], "outside the frame"),
+                            (None, "not a list")]:
+        with pytest.raises(InvalidInputError, match=problem):
+            from_cvat_rle(points, 4, 4)
     assert mask_to_polygons(np.zeros((5, 5))) == []
+
+
+def test_the_core_imports_no_cvat_client():
+    """The algorithms and the pipeline stand without cvat-sdk; only the CVAT adapters import it."""
+    import subprocess
+    import sys
+
+    core = "momentseg.masks, momentseg.grounding, momentseg.sampling, momentseg.propagation, momentseg.pipeline"
+    code = f"import sys, {core}; print(sorted(m for m in sys.modules if m.split('.')[0] == 'cvat_sdk'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
