@@ -40,6 +40,11 @@ describe('the annotate request from the dialog', () => {
         });
     });
 
+    it('only a run on "this job" names the job', () => {
+        const { body } = annotateBody({ ...form, range: 'range', from: 0, to: 9 }, context);
+        expect(body).toMatchObject({ job: null, frames: { start: 0, stop: 10 } });
+    });
+
     it('the whole task from the task menu has no job and no frames', () => {
         const { body } = annotateBody({ ...form, range: 'task', output: 'polygon' }, { ...context, job: null });
         expect(body).toMatchObject({ job: null, frames: null, output: 'polygon' });

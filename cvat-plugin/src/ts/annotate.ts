@@ -46,7 +46,8 @@ export function annotateBody(
         body: {
             kind: 'annotate',
             task: context.task,
-            job: context.job ? context.job.id : null, // where it was started: a job's assignee may edit that job
+            // a run on "this job" is the job's (its assignee may start it); other ranges are the task's
+            job: form.range === 'job' && context.job ? context.job.id : null,
             frames: span.span,
             prompt,
             label: form.label,
