@@ -41,21 +41,18 @@ const builder: ComponentBuilder = ({
 }: BuilderArgs) => {
     const taskOf = async (taskId: number): Promise<Task> => (await core.tasks.get({ id: taskId }))[0];
 
-    const reload = async (job: Job, run: Run): Promise<void> => {
-        await reloadAnnotations(job, store, dispatch, actionCreators);
-        message.success(`MomentSeg: object ${run.result?.object} is in the job.`);
-    };
-
-    /** A finished run's annotations reach the open job; unsaved work is saved first, never dropped. */
-    const bringIntoJob = (run: Run): void => {
-        const job = openJob(store);
-        if (run.state !== 'done' || !job || job.taskId !== run.task) return;
+    /** The open job loads its annotations again; unsaved work is saved first when the person agrees. */
+    const loadIntoJob = (job: Job, done: string): void => {
+        const reload = async (): Promise<void> => {
+            await reloadAnnotations(job, store, dispatch, actionCreators);
+            message.success(done);
+        };
         if (!job.annotations.hasUnsavedChanges()) {
-            reload(job, run).catch((error: Error) => message.error(error.message));
+            reload().catch((error: Error) => message.error(error.message));
             return;
         }
         Modal.confirm({
-            title: 'MomentSeg has finished',
+            title: 'Load MomentSeg\'s annotations',
             className: 'momentseg-unsaved-confirm',
             content: 'You have unsaved changes in this job. Save them and load MomentSeg\'s object? '
                 + 'Nothing of yours is discarded; choose “Not now” to keep working and load it later '
@@ -64,9 +61,16 @@ const builder: ComponentBuilder = ({
             cancelText: 'Not now',
             onOk: async () => {
                 await job.annotations.save();
-                await reload(job, run);
+                await reload();
             },
         });
+    };
+
+    /** A finished run of the open job's task reaches the job without a page reload. */
+    const bringIntoJob = (run: Run): void => {
+        const job = openJob(store);
+        if (run.state !== 'done' || !job || job.taskId !== run.task) return;
+        loadIntoJob(job, `MomentSeg: object ${run.result?.object} is in the job.`);
     };
 
     const watcher = new RunWatcher(bringIntoJob);
@@ -77,8 +81,9 @@ const builder: ComponentBuilder = ({
         }, (error: Error) => message.error(error.message));
     };
 
-    const openRuns = (taskId: number): void => {
-        openDialog((close) => <RunsView task={taskId} watcher={watcher} onClose={close} />);
+    const openRuns = (taskId: number, job: Job | null): void => {
+        const load = job ? () => loadIntoJob(job, 'MomentSeg: the job shows the latest results.') : null;
+        openDialog((close) => <RunsView task={taskId} watcher={watcher} onLoad={load} onClose={close} />);
     };
 
     const openRefine = (job: Job): void => {
@@ -111,7 +116,7 @@ const builder: ComponentBuilder = ({
                 key: `${key}-runs`,
                 label: 'MomentSeg runs',
                 className: 'momentseg-menu-runs',
-                onClick: () => jobInstance && openRuns(jobInstance.taskId),
+                onClick: () => jobInstance && openRuns(jobInstance.taskId, jobInstance),
             },
         ],
     });
@@ -131,7 +136,7 @@ const builder: ComponentBuilder = ({
                 key: `${key}-runs`,
                 label: 'MomentSeg runs',
                 className: 'momentseg-menu-runs',
-                onClick: () => taskInstance && openRuns(taskInstance.id),
+                onClick: () => taskInstance && openRuns(taskInstance.id, null),
             },
         ],
     });

@@ -17,10 +17,14 @@ export const RUNS_REFRESH_MS = 3000;
 interface Props {
     task: number;
     watcher: RunWatcher;
+    // reloads the open job's annotations (asking first about unsaved changes); null outside a job
+    onLoad: (() => void) | null;
     onClose: () => void;
 }
 
-export default function RunsView({ task, watcher, onClose }: Props): JSX.Element {
+export default function RunsView({
+    task, watcher, onLoad, onClose,
+}: Props): JSX.Element {
     const [runs, setRuns] = useState<Run[] | null>(null);
     const [error, setError] = useState<string | null>(null);
 
@@ -59,6 +63,11 @@ export default function RunsView({ task, watcher, onClose }: Props): JSX.Element
             onCancel={onClose}
         >
             {error && <Alert className='momentseg-error' type='error' showIcon message={error} />}
+            {onLoad && (
+                <Button className='momentseg-load-results' onClick={onLoad} style={{ marginBottom: 8 }}>
+                    Load finished runs into this job
+                </Button>
+            )}
             <Table<Run>
                 size='small'
                 rowKey='id'
