@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.browser.conftest import HOST
+from .conftest import HOST
 
 RUN_TIMEOUT_S = 900
 PROMPT = "the red square moving to the right"
