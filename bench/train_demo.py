@@ -32,7 +32,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 def evaluate_both(checkpoint: Path, data: Path, out: Path, frames: int) -> dict:
     from momentseg.evaluate import EvalOptions, evaluate
 
-    options = EvalOptions(keyframes=frames, force_answer=True, progress=False)
+    options = EvalOptions(method={"keyframes": frames, "force_answer": True}, progress=False)
     refvos = evaluate(str(checkpoint), f"mevis={data / 'mevis'}", out / "mevis", options)["summary"]
     tsg = evaluate(str(checkpoint), f"charades-sta={data / 'charades-sta'}", out / "charades", options)["summary"]
     return {"J&F": refvos.get("J&F", 0.0) / 100, "J": refvos.get("J", 0.0) / 100, "F": refvos.get("F", 0.0) / 100,

@@ -8,7 +8,10 @@ import sys
 
 import numpy as np
 
+from momentseg.arguments import port, positive_float
+from momentseg.devices import check_device, default_device
 from momentseg.errors import MomentSegError
+from momentseg.options import add_option_flags, options_from_args
 
 
 class _Parser(argparse.ArgumentParser):
@@ -16,22 +19,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got '{text}'")
-    return value
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got '{text}'")
-    return int(text)
 
 
 def _demo_similarity(num_frames: int, seed: int) -> np.ndarray:
@@ -62,20 +49,6 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _options_from(args: argparse.Namespace):
-    from momentseg.pipeline import SegmentOptions
-
-    return SegmentOptions(
-        keyframes=args.keyframes, sampling=args.sampling, threshold=args.threshold, lam=args.lam,
-        anchored_updating=not args.no_anchored_updating, adaptive_cleaning=not args.no_adaptive_cleaning,
-        bidirectional=not args.no_bidirectional, output="polygon" if args.polygons else "mask", label=args.label,
-        tsg_pixels=args.tsg_pixels, image_pixels=args.image_pixels, force_answer=args.force_answer,
-        find_prompt=args.find_prompt, window=args.window or None, moment_rule=args.moment_rule,
-        mcs_duplicates=args.mcs_duplicates, bap_score=args.bap_score,
-        clear_reach=None if args.clear_reach < 0 else args.clear_reach,
-    )
-
-
 class _StageBars:
     """One tqdm bar per pipeline stage, on a terminal only (piped stderr keeps just the messages)."""
 
@@ -104,10 +77,8 @@ def _run_segment(args: argparse.Namespace) -> int:
     from momentseg.video import open_video
     from momentseg.visualize import write_overlay_video, write_similarity_plot
 
-    from momentseg.service import check_device
-
-    options = _options_from(args)
-    device = args.device or _default_device()
+    options = options_from_args(args)
+    device = args.device or default_device()
     check_device(device, "--device")
     out = _output_folder(Path(args.out))
     frames = open_video(args.video, args.fps)
@@ -184,6 +155,27 @@ def _run_tiny_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_options(args: argparse.Namespace) -> int:
+    from momentseg.options import describe_options
+    from momentseg.schemas import request_schema
+
+    if args.schema:
+        print(json.dumps(request_schema(), indent=1, ensure_ascii=False))
+        return 0
+    described = describe_options()
+    if args.json:
+        print(json.dumps(described, ensure_ascii=False))
+        return 0
+    for item in described:
+        allowed = (", ".join(item["choices"]) if item["choices"] else
+                   f"{item['minimum']}-{item['maximum']}" if item["minimum"] is not None else item["type"])
+        if item["null_means"]:
+            allowed += f", or null: {item['null_means']}"
+        symbol = f" ({item['symbol']})" if item["symbol"] else ""
+        print(f"{item['flag']} / {item['name']}{symbol}: {allowed}; default {item['default']}. {item['help']}")
+    return 0
+
+
 def _run_info(args: argparse.Namespace) -> int:
     from momentseg.model.checkpoint import describe_checkpoint
 
@@ -212,10 +204,10 @@ def _run_serve(args: argparse.Namespace) -> int:
     import os
 
     from momentseg.serve import ServeSettings, bind, create_app, make_server
-    from momentseg.service import Limits, build_service_from_env, check_device, load_pipeline
+    from momentseg.service import Limits, build_service_from_env, load_pipeline
     from momentseg.webhooks.app import routes_from_env
 
-    device = args.device or _default_device()
+    device = args.device or default_device()
     check_device(device, "--device")
     settings = ServeSettings.from_env(os.environ)
     Limits.from_env(os.environ)
@@ -236,12 +228,6 @@ def _run_serve(args: argparse.Namespace) -> int:
         print(f"answering CVAT webhooks on http://{host}:{port}/webhooks/cvat (see docs/webhooks.md)", flush=True)
     make_server(create_app(service, settings, routes=webhook_routes), sock, settings=settings).run(sockets=[sock])
     return 0
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _cvat_client(args: argparse.Namespace):
@@ -276,11 +262,9 @@ def _cvat_client(args: argparse.Namespace):
 def _runner(args: argparse.Namespace, client):
     from momentseg.cvat.runners import function_runner, local_runner
 
-    options = _options_from(args)
+    options = options_from_args(args)
     if args.function:
         return function_runner(args.function, options, args.fps)
-    if not args.checkpoint:
-        raise MomentSegError("give --function URL (the deployed function or momentseg serve), or --local --checkpoint PATH")
     from momentseg.model.checkpoint import load_checkpoint
     from momentseg.pipeline import MomentSegPipeline
 
@@ -289,7 +273,7 @@ def _runner(args: argparse.Namespace, client):
     def run(selection, prompt, anchors):
         # loaded once the task and its labels passed their checks: a typo fails in seconds, not after a model load
         if not loaded:
-            model = load_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype)
+            model = load_checkpoint(args.checkpoint, device=args.device or default_device(), dtype=args.dtype)
             loaded.append(local_runner(client, MomentSegPipeline(model), options, args.fps,
                                        progress=None if args.json else _StageBars()))
         return loaded[0](selection, prompt, anchors)
@@ -311,9 +295,10 @@ def _run_cvat_annotate(args: argparse.Namespace) -> int:
     from momentseg.cvat.workflows import annotate_task
 
     client = _cvat_client(args)
-    summary = annotate_task(client, args.task, args.prompt, args.label, _runner(args, client),
+    options = options_from_args(args)
+    summary = annotate_task(client, args.task, args.prompt, options.label, _runner(args, client),
                             frames=_frame_range(args.frames), job_id=args.job,
-                            output="polygon" if args.polygons else "mask", moment_label=args.moment_label,
+                            output=options.output, moment_label=args.moment_label,
                             create_labels=args.create_labels, create_attributes=args.create_attributes)
     if args.json:
         print(json.dumps(summary.to_json()))
@@ -380,49 +365,18 @@ def _add_cvat_connection(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_runner_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("where the model runs")
-    group.add_argument("--function", help="URL of the deployed function or of momentseg serve")
-    group.add_argument("--local", action="store_true", help="run in this process (needs --checkpoint)")
-    group.add_argument("--checkpoint", help="checkpoint folder or hub id, with --local")
-    group.add_argument("--device", help="cuda or cpu, with --local")
+    group = parser.add_argument_group("where the model runs (one of --function, --checkpoint)")
+    where = group.add_mutually_exclusive_group(required=True)
+    where.add_argument("--function", help="URL of the deployed function or of momentseg serve")
+    where.add_argument("--checkpoint", help="run the model in this process from this checkpoint folder or hub id")
+    group.add_argument("--device", help="cuda or cpu, with --checkpoint (default: cuda when present)")
     _add_dtype_option(group)
-    group.add_argument("--fps", type=_positive_float, help="frame rate for the moment in seconds (default 30)")
+    group.add_argument("--fps", type=positive_float, help="frame rate for the moment in seconds (default 30)")
 
 
 def _add_dtype_option(parser) -> None:
     parser.add_argument("--dtype", choices=["bfloat16", "float16", "float32"],
                         help="dtype of the LMM and heads (default: bfloat16 on CUDA, float32 on CPU)")
-
-
-def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
-    from momentseg.sampling import SAMPLERS
-
-    group = parser.add_argument_group("method options")
-    group.add_argument("--keyframes", type=int, default=8, help="N, keyframes for the [SEG] pass (default 8)")
-    group.add_argument("--sampling", choices=sorted(SAMPLERS), default="mcs")
-    group.add_argument("--threshold", type=float, default=0.4, help="θ for the moment (default 0.4)")
-    group.add_argument("--lam", type=float, default=0.9, help="λ of Eq. 8 (default 0.9)")
-    group.add_argument("--no-anchored-updating", action="store_true")
-    group.add_argument("--no-adaptive-cleaning", action="store_true")
-    group.add_argument("--no-bidirectional", action="store_true")
-    group.add_argument("--tsg-pixels", type=int, default=6 * 6 * 28 * 28,
-                       help="most pixels per TSG frame (default 6·6·28², the official RefVOS path; 8·8·28² for TSG)")
-    group.add_argument("--find-prompt", choices=["refvos", "tsg", "paper"], default="refvos",
-                       help="the [FIND] question (default: the official RefVOS evaluation's)")
-    group.add_argument("--force-answer", action="store_true",
-                       help="teacher-force 'It is [FIND].' / 'It is [SEG].' instead of generating the answers")
-    group.add_argument("--window", type=int, default=5, help="moment window w in frames (default 5; 0: ⌊T/K+0.5⌋)")
-    group.add_argument("--moment-rule", choices=["longest", "around_center"], default="longest",
-                       help="longest run above θ (official) or the run around c* (project spec)")
-    group.add_argument("--mcs-duplicates", choices=["uniform", "fill"], default="uniform",
-                       help="when MCS draws a frame twice: uniform keyframes (official) or fill the budget")
-    group.add_argument("--bap-score", choices=["presence", "iou_presence"], default="presence",
-                       help="S^t and S^p: σ(object score) (official) or IoU·σ(object score)")
-    group.add_argument("--clear-reach", type=int, default=7,
-                       help="a memory clear removes tracked frames within this many frames (default 7; -1: all)")
-    group.add_argument("--image-pixels", type=int, default=16 * 16 * 28 * 28, help="pixels per keyframe image")
-    group.add_argument("--polygons", action="store_true", help="polygon shapes instead of masks")
-    group.add_argument("--label", default="object")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -433,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--frames", type=int, default=300)
     demo.add_argument("--keyframes", type=int, default=8)
     demo.add_argument("--threshold", type=float, default=0.4)
-    demo.add_argument("--fps", type=_positive_float, default=30.0)
+    demo.add_argument("--fps", type=positive_float, default=30.0)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_run_demo)
 
@@ -443,15 +397,15 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--checkpoint", required=True, help="checkpoint folder or hub id")
     segment.add_argument("--out", default="out", help="output folder (default ./out)")
     segment.add_argument("--format", choices=["png", "coco", "youtube-vis", "refvos-png"], default="png")
-    segment.add_argument("--fps", type=_positive_float, help="frame rate of a frame folder (default 30)")
+    segment.add_argument("--fps", type=positive_float, help="frame rate of a frame folder (default 30)")
     segment.add_argument("--device", help="cuda or cpu (default: cuda when present)")
     _add_dtype_option(segment)
-    _add_pipeline_options(segment)
+    add_option_flags(segment)
     segment.set_defaults(run=_run_segment)
 
     serve = commands.add_parser("serve", help="the CVAT function's service on a local HTTP server")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=_port, default=8080, help="0: any free port (default 8080)")
+    serve.add_argument("--port", type=port, default=8080, help="0: any free port (default 8080)")
     serve.add_argument("--checkpoint", required=True, help="checkpoint folder or hub id")
     serve.add_argument("--device", help="cuda or cpu (default: cuda when present)")
     _add_dtype_option(serve)
@@ -471,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="add the object/prompt/MCS/momentseg attributes to the label (see docs/cvat.md)")
     _add_cvat_connection(annotate)
     _add_runner_options(annotate)
-    _add_pipeline_options(annotate)
+    add_option_flags(annotate)
     annotate.set_defaults(run=_run_cvat_annotate)
 
     refine = cvat.add_parser("refine", help="re-propagate an object from a person's corrections")
@@ -481,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     refine.add_argument("--json", action="store_true", help="print one JSON object")
     _add_cvat_connection(refine)
     _add_runner_options(refine)
-    _add_pipeline_options(refine)
+    add_option_flags(refine)
     refine.set_defaults(run=_run_cvat_refine)
 
     export_parser = commands.add_parser("export", help="export a result.json or a CVAT task")
@@ -500,6 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--layout", choices=["official", "momentseg", "sa2va"], default="momentseg")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(run=_run_tiny_checkpoint)
+
+    options = commands.add_parser("options", help="the method options: name, values, default, meaning (the same "
+                                  "for every command, the function and webhook commands)")
+    options.add_argument("--json", action="store_true", help="print them as one JSON list")
+    options.add_argument("--schema", action="store_true", help="print the request JSON Schema of the function")
+    options.set_defaults(run=_run_options)
 
     info = commands.add_parser("info", help="what a checkpoint holds and what will run with it (reads no weights)")
     info.add_argument("checkpoint", help="checkpoint folder or hub id")

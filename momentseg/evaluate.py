@@ -12,50 +12,44 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 from PIL import Image
 
 from momentseg.data import load_entries, parse_data_spec
 from momentseg.data.entries import DataError, GroundingEntry, ReferringEntry
+from momentseg.devices import default_device
 from momentseg.export import safe_name
 from momentseg.grounding import longest_moment, moment_seconds
+from momentseg.model.budgets import TSG_VIDEO_MAX_PIXELS
+from momentseg.options import SegmentOptions
 from momentseg.metrics import JF, expression_scores, mevis_scores, revos_scores, temporal_iou, tsg_metrics
 from momentseg.pipeline import validate_prompt
 
 # the split each benchmark is scored on (2D-TAN renames ActivityNet val_2 to test)
 EVAL_SPLITS = {"charades-sta": "test", "activitynet": "test", "mevis": "valid_u", "revos": "valid",
                "ref-youtube-vos": "valid", "cvat": "all"}
-TSG_EVAL_PIXELS = 8 * 8 * 28 * 28  # official TVG evaluation (TVE:117-118)
 
 
 @dataclass(frozen=True)
 class EvalOptions:
-    """What to run; None budgets are the official evaluation's (RefVOS: video 4·4…6·6·28², images
-    4·4…16·16·28²; TSG: video 4·4…8·8·28² with the TSG prompt)."""
+    """What to run. ``method``: the method options given (momentseg.options); the rest are the official
+    evaluation's: RefVOS the official inference's, TSG video 4·4…8·8·28² with the TSG prompt."""
 
     split: str | None = None
     limit: int | None = None
-    keyframes: int = 8
-    tsg_pixels: int | None = None
-    tsg_min_pixels: int | None = None
-    image_pixels: int | None = None
-    image_min_pixels: int | None = None
-    force_answer: bool = False
+    method: Mapping[str, Any] = field(default_factory=dict)
     device: str | None = None
     progress: bool = True
 
-    def segment_options(self, grounding: bool):
-        """The pipeline options of the official RefVOS (``grounding`` False) or TSG evaluation."""
-        from momentseg.pipeline import SegmentOptions
-
-        given = {name: value for name, value in (
-            ("tsg_pixels", self.tsg_pixels), ("tsg_min_pixels", self.tsg_min_pixels),
-            ("image_pixels", self.image_pixels), ("image_min_pixels", self.image_min_pixels)) if value is not None}
-        official = {"tsg_pixels": TSG_EVAL_PIXELS, "find_prompt": "tsg"} if grounding else {}
-        return SegmentOptions(keyframes=self.keyframes, force_answer=self.force_answer, **{**official, **given})
+    def segment_options(self, grounding: bool) -> SegmentOptions:
+        """The pipeline options of the official RefVOS (``grounding`` False) or TSG evaluation, with the
+        given method options on top."""
+        official = {"tsg_pixels": TSG_VIDEO_MAX_PIXELS, "find_prompt": "tsg"} if grounding else {}
+        return SegmentOptions(**{**official, **self.method})
 
 
 def prediction_path(out: Path, entry: ReferringEntry, frame_name: str) -> Path:
@@ -161,7 +155,7 @@ def evaluate(checkpoint: str, data: str, out: str | Path, options: EvalOptions =
         if options.limit < 1:
             raise DataError(f"--limit must be >= 1, got {options.limit}")
         entries = entries[: options.limit]
-    device = options.device or None
+    device = options.device or default_device()
     state = PartialState(cpu=device == "cpu")
     out = Path(out)
     rows_dir = out / "rows"

@@ -1,8 +1,9 @@
 """MomentSeg inference, top to bottom like the paper's Fig. 4: ground → sample → segment → propagate → encode.
 
 The defaults reproduce the authors' released inference (``predict_forward_find_seg``, RefVOS evaluation
-settings; ``../shared/research/official-momentseg.md``); every choice is a :class:`SegmentOptions` field so
-the paper's ablations (Tables 8-9), the project spec's readings of the paper and our extensions still run.
+settings; ``../shared/research/official-momentseg.md``); every choice is a :class:`SegmentOptions` field
+(declared in momentseg.options) so the paper's ablations (Tables 8-9), the spec's readings of the paper and
+our extensions still run.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ import torch
 
 from momentseg.errors import InvalidInputError
 from momentseg.grounding import (
-    DEFAULT_TAU,
-    MOMENT_RULES,
     frame_similarity,
     longest_moment,
     moment_around_center,
@@ -27,19 +26,12 @@ from momentseg.grounding import (
 )
 from momentseg.masks import mask_to_polygons, to_cvat_rle
 from momentseg.model.checkpoint import MomentSegModel
-from momentseg.model.lmm import IMAGE_MAX_PIXELS, IMAGE_MIN_PIXELS, MAX_NEW_TOKENS, VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS
-from momentseg.model.prompts import FIND_PROMPTS, RESERVED_TOKENS, SEG_PROMPTS
-from momentseg.model.sam2_tracker import MASK_UPSAMPLING, DecodedMask, Sam2Tracker
+from momentseg.model.prompts import RESERVED_TOKENS
+from momentseg.model.sam2_tracker import DecodedMask, Sam2Tracker
 from momentseg.propagation import SCORES, Anchor, BAPOptions, BidirectionalAnchorPropagation, PropagatedFrame
 from momentseg.result import Moment, SegmentResult, Shape, Track
-from momentseg.sampling import (
-    OFFICIAL_WINDOW,
-    SAMPLERS,
-    default_window,
-    moment_center,
-    moment_centric_sampling,
-    smooth_similarity,
-)
+from momentseg.options import SegmentOptions
+from momentseg.sampling import SAMPLERS, default_window, moment_center, moment_centric_sampling, smooth_similarity
 from momentseg.video import FrameSource, as_store
 
 log = logging.getLogger(__name__)
@@ -48,79 +40,6 @@ MAX_PROMPT_CHARS = 1000
 # samplers that need a frame-query similarity; without one they fall back to uniform (as the official code)
 SIMILARITY_SAMPLERS = {"mcs", "top_k", "nearby_k"}
 Progress = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True)
-class SegmentOptions:
-    """Inference options. The defaults are the official inference; the alternatives are named.
-
-    Grounding: ``tsg_frames`` (≤ 100 frames by ``linspace`` when T > 101), video budget ``tsg_min_pixels``
-    … ``tsg_pixels`` (RefVOS path 4·4·28² … 6·6·28²; the TSG evaluation uses ``tsg_pixels=8·8·28²``,
-    ``find_prompt="tsg"``), τ, ``similarity_interpolation`` ("features" official / "scores" paper), σ of
-    the Gaussian, θ and ``moment_rule`` ("longest" official / "around_center" spec).
-    Sampling: ``sampling`` (mcs or a Table 8 baseline), K = ``keyframes``, ``window`` (5 official; None:
-    the spec's ⌊T/K + 0.5⌋), ``mcs_duplicates`` ("uniform" official / "fill" spec).
-    RefVOS: ``image_min_pixels`` … ``image_pixels`` (a maximum below a minimum lowers it), ``seg_prompt``; ``force_answer`` teacher-forces
-    "It is [FIND]." / "It is [SEG]." instead of generating.
-    BAP: the Table 9 switches, λ, ``bap_score`` ("presence" σ(o) official / "iou_presence" spec),
-    ``clear_reach`` (7 official; None: all tracked memory), ``mask_upsampling``.
-    """
-
-    keyframes: int = 8
-    sampling: str = "mcs"
-    threshold: float = 0.4
-    lam: float = 0.9
-    sigma: float = 1.0
-    window: int | None = OFFICIAL_WINDOW
-    tau: float = DEFAULT_TAU
-    anchored_updating: bool = True
-    adaptive_cleaning: bool = True
-    bidirectional: bool = True
-    tsg_frames: int = 100
-    tsg_pixels: int = VIDEO_MAX_PIXELS
-    tsg_min_pixels: int = VIDEO_MIN_PIXELS
-    image_pixels: int = IMAGE_MAX_PIXELS
-    image_min_pixels: int = IMAGE_MIN_PIXELS
-    find_prompt: str = "refvos"
-    seg_prompt: str = "refvos"
-    force_answer: bool = False
-    max_new_tokens: int = MAX_NEW_TOKENS
-    similarity_interpolation: str = "features"
-    moment_rule: str = "longest"
-    mcs_duplicates: str = "uniform"
-    bap_score: str = "presence"
-    clear_reach: int | None = 7
-    mask_upsampling: str = "official"
-    output: str = "mask"
-    polygon_tolerance: float = 1.0
-    label: str = "object"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        choices = {
-            "sampling": SAMPLERS, "find_prompt": FIND_PROMPTS, "seg_prompt": SEG_PROMPTS,
-            "similarity_interpolation": ("features", "scores"), "moment_rule": MOMENT_RULES,
-            "mcs_duplicates": ("uniform", "fill"), "bap_score": SCORES, "mask_upsampling": MASK_UPSAMPLING,
-            "output": ("mask", "polygon"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise InvalidInputError(f"unknown {name} '{getattr(self, name)}': use one of {', '.join(allowed)}")
-        if not 1 <= self.keyframes <= 64:
-            raise InvalidInputError(f"keyframes must be between 1 and 64, got {self.keyframes}")
-        if not 0 <= self.threshold <= 1:
-            raise InvalidInputError(f"threshold must be in [0, 1], got {self.threshold}")
-        if not 0 <= self.lam <= 1:
-            raise InvalidInputError(f"lambda must be in [0, 1], got {self.lam}")
-        if self.window is not None and self.window < 1:
-            raise InvalidInputError(f"window must be a positive number of frames, got {self.window}")
-        if self.clear_reach is not None and self.clear_reach < 0:
-            raise InvalidInputError(f"clear_reach must be >= 0, got {self.clear_reach}")
-        if not 1 <= self.max_new_tokens <= 1024:
-            raise InvalidInputError(f"max_new_tokens must be between 1 and 1024, got {self.max_new_tokens}")
-        if self.tsg_frames < 2 or min(self.tsg_pixels, self.tsg_min_pixels, self.image_pixels,
-                                      self.image_min_pixels) < 4 * 28 * 28:
-            raise InvalidInputError("tsg_frames must be >= 2 and pixel budgets >= 4·28·28")
 
 
 @dataclass(frozen=True)

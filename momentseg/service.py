@@ -19,7 +19,6 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from importlib import resources
 from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -28,15 +27,18 @@ import cv2
 import jsonschema
 import numpy as np
 
+from momentseg.devices import check_device, default_device
 from momentseg.errors import InvalidInputError, MomentSegError
 from momentseg.limits import ImageTooLargeError, image_size, numbers_from_env
 from momentseg.masks import from_cvat_rle
-from momentseg.pipeline import MomentSegPipeline, SegmentOptions, validate_prompt
+from momentseg.options import SegmentOptions, options_from_request, request_options
+from momentseg.pipeline import MomentSegPipeline, validate_prompt
+from momentseg.schemas import request_schema
 from momentseg.video import DEFAULT_FPS, FrameSource
 
 log = logging.getLogger(__name__)
 
-REQUEST_SCHEMA = json.loads(resources.files("momentseg.schemas").joinpath("segment_request.schema.json").read_text())
+REQUEST_SCHEMA = request_schema()
 # JSON Schema counts 42.0 as an integer; a task id or frame number must be written as one
 _STRICT_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
     "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
@@ -219,16 +221,8 @@ def _check_text(text: str, where: str, max_chars: float) -> None:
 
 
 def _options(request: dict[str, Any]) -> SegmentOptions:
-    bap = request.get("bap", {})
-    values = {
-        "keyframes": request.get("keyframes"), "threshold": request.get("threshold"),
-        "sampling": request.get("sampling"), "output": request.get("output"), "label": request.get("label"),
-        "anchored_updating": bap.get("anchored_updating"), "adaptive_cleaning": bap.get("adaptive_cleaning"),
-        "bidirectional": bap.get("bidirectional"), "lam": bap.get("lambda"),
-        "force_answer": request.get("force_answer"),
-    }
     try:
-        return SegmentOptions(**{k: v for k, v in values.items() if v is not None})
+        return options_from_request(request)
     except InvalidInputError as error:
         raise RequestError(400, "invalid_option", str(error)) from error
 
@@ -333,6 +327,7 @@ class SegmentService:
                                        "(MOMENTSEG_REQUEST_TIMEOUT): send fewer frames")
 
             check()
+            log.info("running %d frames with options %s", len(job.frames), json.dumps(request_options(job.options)))
             result = self.pipeline.run(_Watched(job.frames, check), job.prompt, job.options,
                                        human_anchors=job.anchors, progress=lambda *_: check())
         finally:
@@ -463,7 +458,7 @@ def _internal_values(env: Mapping[str, str]) -> dict[str, str]:
 def build_service_from_env(env: Mapping[str, str] | None = None, *,
                            pipeline: MomentSegPipeline | None = None) -> SegmentService:
     """The service as the function runs it, configured by the environment (docs/deploy.md):
-    weights from ``MOMENTSEG_CHECKPOINT`` on ``MOMENTSEG_DEVICE`` (``cuda`` by default) in
+    weights from ``MOMENTSEG_CHECKPOINT`` on ``MOMENTSEG_DEVICE`` (function.yaml: ``cuda``) in
     ``MOMENTSEG_DTYPE``; limits from ``MOMENTSEG_MAX_*`` and ``MOMENTSEG_REQUEST_TIMEOUT``; task mode
     for callers holding ``MOMENTSEG_TASK_TOKEN`` (or the file in ``MOMENTSEG_TASK_TOKEN_FILE``), its
     frames read from ``CVAT_HOST`` with the credentials of ``cvat.connection.credentials_from_env``.
@@ -496,7 +491,7 @@ def build_service_from_env(env: Mapping[str, str] | None = None, *,
         try:
             if not checkpoint:
                 raise InvalidInputError("MOMENTSEG_CHECKPOINT is not set")
-            pipeline = load_pipeline(checkpoint, env.get("MOMENTSEG_DEVICE", "cuda"),
+            pipeline = load_pipeline(checkpoint, env.get("MOMENTSEG_DEVICE") or default_device(),
                                      env.get("MOMENTSEG_DTYPE") or None)
         except (MomentSegError, OSError) as error:
             errors.append(str(error) if isinstance(error, MomentSegError)
@@ -515,17 +510,3 @@ def load_pipeline(checkpoint: str, device: str, dtype: str | None = None) -> Mom
 
     check_device(device, "MOMENTSEG_DEVICE")
     return MomentSegPipeline(load_checkpoint(checkpoint, device=device, dtype=dtype))
-
-
-def check_device(device: str, setting: str) -> None:
-    """Refuse a device this machine does not have, before anything is loaded onto it."""
-    import torch
-
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
-        raise InvalidInputError(f"{setting} must be 'cuda', 'cuda:N' or 'cpu', got '{device[:40]}'")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InvalidInputError(f"{setting} is {device} but no GPU is visible")
-        index = int(device.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise InvalidInputError(f"{setting} is {device} but only {torch.cuda.device_count()} GPU(s) are visible")

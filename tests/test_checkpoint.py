@@ -232,7 +232,7 @@ def test_dtype_option_reaches_the_loader(official_checkpoint, capsys):
 
     parser = build_parser()
     segment = parser.parse_args(["segment", "clip.mp4", "--prompt", "p", "--checkpoint", "c", "--dtype", "float16"])
-    annotate = parser.parse_args(["cvat", "annotate", "--task", "1", "--prompt", "p", "--local", "--checkpoint", "c",
+    annotate = parser.parse_args(["cvat", "annotate", "--task", "1", "--prompt", "p", "--checkpoint", "c",
                                   "--dtype", "bfloat16"])
     serve = parser.parse_args(["serve", "--checkpoint", "c", "--dtype", "float32"])
     assert (segment.dtype, annotate.dtype, serve.dtype) == ("float16", "bfloat16", "float32")

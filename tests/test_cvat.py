@@ -515,7 +515,7 @@ def test_cli_annotate_refine_export_with_json(stub, function, tmp_path, monkeypa
     assert main(["cvat", "annotate", "--task", "42", "--prompt", "x", "--label", "horse", "--function", url]) == 2
     assert "label 'horse' is not in task 42" in capsys.readouterr().err
     # the task is checked before a model is loaded
-    assert main(["cvat", "annotate", "--task", "42", "--prompt", "x", "--label", "horse", "--local",
+    assert main(["cvat", "annotate", "--task", "42", "--prompt", "x", "--label", "horse",
                  "--checkpoint", str(tmp_path / "no-such-checkpoint"), "--device", "cpu"]) == 2
     assert "label 'horse' is not in task 42" in capsys.readouterr().err
     monkeypatch.setenv("MOMENTSEG_TASK_TOKEN", "wrong")

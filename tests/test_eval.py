@@ -15,8 +15,8 @@ from momentseg.data.synthetic import SyntheticOptions, generate
 from momentseg.evaluate import EvalOptions, evaluate
 
 FRAMES = 8
-TINY = dict(keyframes=4, tsg_pixels=3136, tsg_min_pixels=3136, image_pixels=3136, image_min_pixels=3136,
-            force_answer=True, device="cpu", progress=False)
+TINY = dict(method=dict(keyframes=4, tsg_pixels=3136, tsg_min_pixels=3136, image_pixels=3136, image_min_pixels=3136,
+                        force_answer=True), device="cpu", progress=False)
 
 
 @pytest.fixture(scope="module")

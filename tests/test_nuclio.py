@@ -69,9 +69,10 @@ def test_human_anchor_is_kept_and_body_may_be_bytes_or_text(nuclio_call):
 
 def test_polygon_output_and_options(nuclio_call):
     status, body, _ = nuclio_call(request(output="polygon", sampling="uniform", threshold=0.5,
-                                          bap={"bidirectional": False, "lambda": 0.5}))
+                                          bidirectional=False, lam=0.5, window=None))
     assert status == 200, body
     assert body["options"]["sampling"] == "uniform" and body["options"]["lam"] == 0.5
+    assert body["options"]["bidirectional"] is False and body["options"]["window"] is None
     assert all(s["type"] == "polygon" for s in body["tracks"][0]["shapes"])
 
 
@@ -100,7 +101,7 @@ def test_the_body_limit_applies_to_json_nuclio_already_parsed(nuclio_call):
 def test_parsed_bodies_nuclio_could_hand_over_are_refused_cleanly(nuclio_call):
     nested = {"prompt": "dog", "frames": FRAMES}
     for _ in range(5000):
-        nested = {"bap": nested}
+        nested = {"anchors": nested}
     status, body, _ = nuclio_call(nested)
     assert status == 400 and body["error"] in ("malformed_json", "invalid_request")
     status, body, _ = nuclio_call(request(threshold=float("nan")))

@@ -116,7 +116,9 @@ BAD_REQUESTS = [
     (request(output="box"), 400, "invalid_request", "output"),
     (request(threshold=1.5), 400, "invalid_request", "threshold"),
     (request(fps=1e-320), 400, "invalid_request", "fps"),  # 1/fps would overflow to infinity
-    (request(bap={"lambda": -1}), 400, "invalid_request", "bap/lambda"),
+    (request(lam=-1), 400, "invalid_request", "lam"),
+    (request(window=0), 400, "invalid_request", "window"),
+    (request(force_answer="yes"), 400, "invalid_request", "force_answer"),
     (request(colour="red"), 400, "invalid_request", "colour"),
     (request(anchors=[{"frame": 8, "mask": [0, 1, 0, 0, 0, 0]}]), 400, "invalid_anchor", "frame 8"),
     (request(anchors=[{"frame": 1, "mask": encode_mask(np.ones((60, 70), bool))}]), 400, "invalid_anchor", "64x48"),
@@ -124,7 +126,7 @@ BAD_REQUESTS = [
     ({"image": FRAMES[0]}, 400, "needs_prompt", "text prompt"),
     # what JSON parsing lets through
     (b'{"prompt": "dog", "frames": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "malformed_json", "nested too deeply"),
-    (json.dumps(request(bap={"x": [[[[[[[[[[1]]]]]]]]]]})).encode(), 400, "invalid_request", "nested deeper than 8"),
+    (json.dumps(request(colour={"x": [[[[[[[[[[1]]]]]]]]]]})).encode(), 400, "invalid_request", "nested deeper than 8"),
     (json.dumps(request()).replace('"keyframes": 3', '"keyframes": 1e999').encode(), 400, "malformed_json", "out of range"),
     (json.dumps(request()).replace('"keyframes": 3', '"keyframes": ' + "9" * 5000).encode(), 400, "malformed_json", "out of range"),
     (json.dumps(request()).replace('"keyframes": 3', '"keyframes": NaN').encode(), 400, "malformed_json", "NaN"),
@@ -332,7 +334,7 @@ json_values = st.recursive(
     max_leaves=10,
 )
 fields = st.sampled_from(["prompt", "frames", "task", "fps", "label", "output", "keyframes", "threshold",
-                          "sampling", "bap", "anchors", "image"])
+                          "sampling", "lam", "window", "clear_reach", "anchors", "image"])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -61,6 +61,9 @@ def test_reserialising_a_real_body_gives_the_same_bytes():
                                                                           "traffic light")),
     ("/refine 12", Refine(12)), ("/refine #7", Refine(7)), ("/refine object 3", Refine(3)),
     ("/refine 3  the  red car", Refine(3, "the red car")),
+    ("/segment the dog at 10:30 keyframes:4 Threshold:0.3 window:0 force-answer:yes label:dog",
+     Segment("the dog at 10:30", "dog", {"keyframes": 4, "threshold": 0.3, "window": None, "force_answer": True})),
+    ("/refine 3 the dog bap_score:iou_presence", Refine(3, "the dog", {"bap_score": "iou_presence"})),
     ("/help", Help()), ("looks good to me", None), ("", None),
 ])
 def test_commands_are_read_from_the_comment(text, command):

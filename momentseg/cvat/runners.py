@@ -14,7 +14,8 @@ from momentseg.cvat.connection import CvatError, redact_url
 from momentseg.cvat.frames import TaskFrames
 from momentseg.cvat.workflows import Progress, Runner
 from momentseg.masks import from_cvat_rle
-from momentseg.pipeline import MomentSegPipeline, SegmentOptions
+from momentseg.options import SegmentOptions, request_options
+from momentseg.pipeline import MomentSegPipeline
 
 
 class FunctionError(CvatError):
@@ -60,14 +61,11 @@ _NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
 
 
 def function_runner(url: str, options: SegmentOptions, fps: float | None = None, timeout: float = 3600) -> Runner:
-    """Send the video-level request (task mode) to the function at ``url``; it reads the frames itself."""
+    """Send the video-level request (task mode) to the function at ``url``; it reads the frames itself and
+    runs with every option as given here (its own defaults play no part)."""
 
     def run(selection: dict[str, Any], prompt: str, anchors: list[dict[str, Any]]) -> dict[str, Any]:
-        body = {"prompt": prompt, "task": _as_range(selection), "label": options.label, "output": options.output,
-                "keyframes": options.keyframes, "threshold": options.threshold, "sampling": options.sampling,
-                "bap": {"anchored_updating": options.anchored_updating, "adaptive_cleaning": options.adaptive_cleaning,
-                        "bidirectional": options.bidirectional, "lambda": options.lam},
-                "anchors": anchors}
+        body = {"prompt": prompt, "task": _as_range(selection), "anchors": anchors, **request_options(options)}
         if fps:
             body["fps"] = fps
         headers = {"Content-Type": "application/json"}

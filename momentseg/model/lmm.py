@@ -26,20 +26,14 @@ from transformers import (
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
+from momentseg.model.budgets import IMAGE_MAX_PIXELS, IMAGE_MIN_PIXELS, MAX_NEW_TOKENS, VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS
 from momentseg.model.prompts import FIND_ANSWER, FIND_TOKEN, SEG_ANSWER, SEG_TOKEN, SYSTEM_PROMPT, find_prompt, seg_prompt
 
 PATCH = 28  # a merged 2x2 group of 14-px patches: one LLM token
 VIT_PATCH = 14
 TEMPORAL_PATCH = 2
 MERGE = 2
-MAX_NEW_TOKENS = 128  # official MM:637, 742
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
-# the official inference's pixel budgets (RVE:186-187, TVE:117-118, config min/max_pixels)
-VIDEO_MIN_PIXELS = 4 * 4 * 28 * 28
-VIDEO_MAX_PIXELS = 6 * 6 * 28 * 28
-TSG_VIDEO_MAX_PIXELS = 8 * 8 * 28 * 28
-IMAGE_MIN_PIXELS = 4 * 4 * 28 * 28
-IMAGE_MAX_PIXELS = 16 * 16 * 28 * 28
 
 
 @dataclass(frozen=True)

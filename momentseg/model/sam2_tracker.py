@@ -24,6 +24,7 @@ from PIL import Image
 from sam2.build_sam import build_sam2_video_predictor
 from sam2.sam2_video_predictor import SAM2VideoPredictor
 
+from momentseg.model.budgets import MASK_UPSAMPLING
 from momentseg.propagation import TrackedFrame
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -31,7 +32,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # memory never reaches further back than max_obj_ptrs_in_encoder (16) tracked frames
 MEMORY_REACH = 16
 OBJECT_ID = 1
-MASK_UPSAMPLING = ("official", "direct")
 
 # The decoder settings the official SAM2 (and Sa2VA's) runs with (dynamic multimask by stability)
 SA2VA_DECODER_OVERRIDES = [

@@ -43,11 +43,10 @@ def _run_synth(args: argparse.Namespace) -> int:
 
 def _run_eval(args: argparse.Namespace) -> int:
     from momentseg.evaluate import EvalOptions, evaluate
+    from momentseg.options import given_options
 
-    options = EvalOptions(split=args.split, limit=args.limit, keyframes=args.keyframes, device=args.device,
-                          tsg_pixels=args.tsg_pixels, tsg_min_pixels=args.tsg_min_pixels,
-                          image_pixels=args.image_pixels, image_min_pixels=args.image_min_pixels,
-                          force_answer=args.force_answer, progress=not args.quiet)
+    options = EvalOptions(split=args.split, limit=args.limit, method=given_options(args), device=args.device,
+                          progress=not args.quiet)
     metrics = evaluate(args.checkpoint, args.data, args.out, options)
     if metrics is not None:
         print(f"metrics: {metrics['summary']}")
@@ -59,6 +58,7 @@ def register(commands) -> None:
     """Add the train, eval and synth sub-commands to ``momentseg``'s sub-parsers."""
     from momentseg.data import READERS
     from momentseg.data.synthetic import ACTIONS
+    from momentseg.options import add_option_flags
 
     kinds = ", ".join(READERS)
     train = commands.add_parser("train", help="fine-tune MomentSeg on TSG and RefVOS data (accelerate / DDP)")
@@ -86,15 +86,10 @@ def register(commands) -> None:
     evaluate.add_argument("--split", help="split (default: the benchmark's evaluation split)")
     evaluate.add_argument("--out", required=True, help="output folder: Annotations/, metrics.json")
     evaluate.add_argument("--limit", type=int, help="only the first N expressions / queries")
-    evaluate.add_argument("--keyframes", type=int, default=8)
-    evaluate.add_argument("--tsg-pixels", type=int, help="max pixels per TSG frame (default: the official eval's)")
-    evaluate.add_argument("--tsg-min-pixels", type=int)
-    evaluate.add_argument("--image-pixels", type=int, help="max pixels per keyframe image (default 16·16·28²)")
-    evaluate.add_argument("--image-min-pixels", type=int)
-    evaluate.add_argument("--force-answer", action="store_true",
-                          help="teacher-force 'It is [FIND].' / 'It is [SEG].' instead of generating")
     evaluate.add_argument("--device", help="cuda or cpu (default: cuda when present)")
     evaluate.add_argument("--quiet", action="store_true")
+    add_option_flags(evaluate, "method options (default: the official evaluation's; TSG: 8·8·28² pixels and "
+                     "the TSG prompt)")
     evaluate.set_defaults(run=_run_eval)
 
     synth = commands.add_parser("synth", help="write synthetic clips in the MeViS and Charades-STA layouts")

@@ -13,14 +13,15 @@ import logging
 
 def register(commands) -> None:
     """Add the ``webhooks`` command to momentseg's sub-commands."""
-    from momentseg.cli import _add_pipeline_options, _port
+    from momentseg.arguments import port, positive_float
+    from momentseg.options import add_option_flags
 
     webhooks = commands.add_parser("webhooks", help="start annotate/refine from CVAT issue comments (webhooks)")
     sub = webhooks.add_subparsers(dest="webhooks_command", required=True)
 
     serve = sub.add_parser("serve", help="the HTTP endpoint CVAT delivers to (POST /webhooks/cvat)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=_port, default=8090, help="port (default 8090; 0: any free port)")
+    serve.add_argument("--port", type=port, default=8090, help="port (default 8090; 0: any free port)")
     _add_settings(serve)
     serve.set_defaults(run=_run_serve)
 
@@ -30,9 +31,9 @@ def register(commands) -> None:
     where.add_argument("--checkpoint", help="run the model in this process from this checkpoint")
     where.add_argument("--function", help="URL of the deployed MomentSeg function (task mode) instead")
     worker.add_argument("--device", help="cuda or cpu, with --checkpoint (default: cuda when present)")
-    worker.add_argument("--fps", type=float, help="frame rate for the moment in seconds (default 30)")
+    worker.add_argument("--fps", type=positive_float, help="frame rate for the moment in seconds (default 30)")
     _add_settings(worker)
-    _add_pipeline_options(worker)
+    add_option_flags(worker, "method options (a command's own name:value options take precedence)")
     worker.set_defaults(run=_run_worker)
 
     runs = sub.add_parser("runs", help="list the queue's runs and their state")
@@ -108,31 +109,39 @@ def _run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_worker(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+def runner_factory(args: argparse.Namespace):
+    """How the worker runs a command: the model here (``--checkpoint``, loaded now) or the function
+    (``--function``), with the worker's options and, over them, those the command carries."""
     from dataclasses import replace
 
-    from momentseg.cli import _default_device, _options_from
+    from momentseg.devices import default_device
     from momentseg.errors import MomentSegError
+    from momentseg.options import options_from_args
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    options = _options_from(args)
+    options = options_from_args(args)
     if args.function:
         from momentseg.cvat.runners import function_runner
 
-        def make_runner(client, label, progress):
-            return function_runner(args.function, replace(options, label=label), args.fps)
+        def make_runner(client, command_options, progress):
+            return function_runner(args.function, replace(options, **command_options), args.fps)
     elif args.checkpoint:
         from momentseg.cvat.runners import local_runner
         from momentseg.model.checkpoint import load_checkpoint
         from momentseg.pipeline import MomentSegPipeline
 
-        pipeline = MomentSegPipeline(load_checkpoint(args.checkpoint, device=args.device or _default_device()))
+        pipeline = MomentSegPipeline(load_checkpoint(args.checkpoint, device=args.device or default_device()))
 
-        def make_runner(client, label, progress):
-            return local_runner(client, pipeline, replace(options, label=label), args.fps, progress=progress)
+        def make_runner(client, command_options, progress):
+            return local_runner(client, pipeline, replace(options, **command_options), args.fps, progress=progress)
     else:
         raise MomentSegError("give --checkpoint PATH (run the model here) or --function URL (the deployed function)")
+    return make_runner
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    make_runner = runner_factory(args)
     queue, _ = build(settings, make_runner)
     requeued = queue.recover()
     print(f"worker on {'Redis' if settings.redis_url else settings.queue_path}: {len(requeued)} unfinished "

@@ -20,8 +20,9 @@ from momentseg.webhooks.queue import Refused, RetryLater, RunContext, RunFailed,
 
 log = logging.getLogger(__name__)
 
-# (client, label, progress) -> a workflows Runner; built in the worker, which holds the model
-RunnerFactory = Callable[[Client, str, Progress], Runner]
+# (client, method options by name (the label, and those the command gave), progress) -> a workflows Runner;
+# built in the worker, which holds the model
+RunnerFactory = Callable[[Client, dict[str, Any], Progress], Runner]
 
 # Share of the run each pipeline stage takes, for the percent in the replies: (start %, end %)
 STAGE_SPAN = {"grounding": (0, 15), "segmenting keyframes": (15, 30), "propagation": (30, 90), "writing": (90, 99)}
@@ -44,9 +45,10 @@ def record_for(comment: CommentCreated) -> dict[str, Any] | None:
     if isinstance(command, Segment):
         # the object's id is the comment's: unique on the server, and the same for every attempt
         return dict(fields, command="segment", prompt=command.prompt, label=command.label,
-                    object_id=comment.comment_id)
+                    object_id=comment.comment_id, options=command.options)
     if isinstance(command, Refine):
-        return dict(fields, command="refine", object_id=command.object_id, prompt=command.prompt)
+        return dict(fields, command="refine", object_id=command.object_id, prompt=command.prompt,
+                    options=command.options)
     raise AssertionError(command)
 
 
@@ -139,7 +141,7 @@ class CvatRuns:
 
         client = self.client()
         label = record.get("label") or self.settings.label
-        run = self._make_runner(client, label, progress)
+        run = self._make_runner(client, {**record.get("options", {}), "label": label}, progress)
         try:
             with context.lock(f"{record['host']}/tasks/{place.task_id}/objects/{record['object_id']}"):
                 if record["command"] == "segment":
