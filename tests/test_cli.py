@@ -95,7 +95,7 @@ def test_errors_exit_2_with_a_message_and_no_trace(frame_folder, tiny_checkpoint
     (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--fps", "fast"], "'fast' is not a number"),
     (["demo", "--fps", "inf"], "--fps: must be a positive number"),
     (["segment", "v", "--prompt", "x"], "the following arguments are required: --checkpoint"),
-    (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--keyframes", "many"], "invalid int value"),
+    (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--keyframes", "many"], "keyframes takes an integer, got 'many'"),
     (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--colour", "red"], "unrecognized arguments"),
     (["serve", "--checkpoint", "c", "--port", "-1"], "port number"),
     (["nonsense"], "invalid choice"),
