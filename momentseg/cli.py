@@ -167,11 +167,11 @@ def _run_options(args: argparse.Namespace) -> int:
         print(json.dumps(described, ensure_ascii=False))
         return 0
     for item in described:
-        allowed = (", ".join(item["choices"]) if item["choices"] else
-                   f"{item['minimum']}-{item['maximum']}" if item["minimum"] is not None else item["type"])
-        if item["null_means"]:
+        allowed = (", ".join(item["choices"]) if "choices" in item else
+                   f"{item['minimum']}-{item['maximum']}" if "minimum" in item else item["type"])
+        if "null_means" in item:
             allowed += f", or null: {item['null_means']}"
-        symbol = f" ({item['symbol']})" if item["symbol"] else ""
+        symbol = f" ({item['symbol']})" if "symbol" in item else ""
         print(f"{item['flag']} / {item['name']}{symbol}: {allowed}; default {item['default']}. {item['help']}")
     return 0
 

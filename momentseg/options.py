@@ -141,11 +141,13 @@ class Declaration:
         return {bool: "boolean", int: "integer", float: "number", str: "string"}[self.type]
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-able summary (the browser API, the CVAT plugin, ``momentseg options``)."""
-        return {"name": self.name, "type": self.json_type, "nullable": self.nullable, "default": self.default,
-                "choices": list(self.choices) if self.choices else None, "minimum": self.minimum,
-                "maximum": self.maximum, "help": self.help, "symbol": self.symbol, "flag": self.flag,
-                "null_means": self.none[1] if self.none else None}
+        """A JSON-able summary (the browser API, the CVAT plugin, ``momentseg options``); keys that do not
+        apply (choices, minimum, maximum, symbol, null_means) are left out."""
+        described = {"name": self.name, "type": self.json_type, "nullable": self.nullable, "default": self.default,
+                     "choices": list(self.choices) if self.choices else None, "minimum": self.minimum,
+                     "maximum": self.maximum, "help": self.help, "symbol": self.symbol, "flag": self.flag,
+                     "null_means": self.none[1] if self.none else None}
+        return {key: value for key, value in described.items() if value is not None}
 
 
 @cache
@@ -165,8 +167,8 @@ def declaration(name: str) -> Declaration | None:
 
 
 def describe_options() -> list[dict[str, Any]]:
-    """Every option as a JSON-able dict: name, type, nullable, default, choices, minimum, maximum, help,
-    symbol, flag, null_means."""
+    """Every option as a JSON-able dict: name, type (JSON Schema's), nullable, default, choices?, minimum?,
+    maximum?, help, symbol?, flag (the command line's), null_means? (what null stands for)."""
     return [d.describe() for d in declarations()]
 
 

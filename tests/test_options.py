@@ -65,9 +65,9 @@ def test_every_option_is_declared_with_its_type_range_default_and_help():
     json.dumps(described, allow_nan=False)  # what the browser API serves
     for item in described:
         assert item["help"] and item["type"] in ("integer", "number", "string", "boolean")
-        assert item["choices"] or item["type"] in ("string", "boolean") or item["minimum"] is not None
-        assert item["flag"].startswith("--")
-    symbols = {d["name"]: d["symbol"] for d in described if d["symbol"]}
+        assert "choices" in item or item["type"] in ("string", "boolean") or item["minimum"] < item["maximum"]
+        assert item["flag"].startswith("--") and None not in item.values()
+    symbols = {d["name"]: d["symbol"] for d in described if "symbol" in d}
     assert symbols.items() >= {"keyframes": "N", "threshold": "θ", "lam": "λ", "window": "w"}.items()
     # the request schema's option properties come from the declarations and nowhere else
     schema = request_schema()
