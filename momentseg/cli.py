@@ -264,7 +264,7 @@ def _runner(args: argparse.Namespace, client):
 
     options = options_from_args(args)
     if args.function:
-        return function_runner(args.function, options, args.fps)
+        return function_runner(args.function, options, args.fps, progress=None if args.json else _StageBars())
     from momentseg.model.checkpoint import load_checkpoint
     from momentseg.pipeline import MomentSegPipeline
 

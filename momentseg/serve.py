@@ -37,6 +37,7 @@ from momentseg.limits import numbers_from_env
 
 if TYPE_CHECKING:  # the service module loads the model's code (torch): the webhook companion runs without it
     from momentseg.service import SegmentService
+    from momentseg.service_runs import TaskRuns
 
 log = logging.getLogger(__name__)
 
@@ -169,18 +170,64 @@ def _segment_endpoint(service: SegmentService, settings: ServeSettings):
     return segment
 
 
+def _run_routes(runs: TaskRuns, settings: ServeSettings) -> list[Route]:
+    """Task runs as a resource (momentseg.service_runs): ``POST /runs`` submits (202 and the run),
+    ``GET /runs/{id}`` polls, ``GET /runs/{id}/result`` fetches, ``DELETE /runs/{id}`` cancels."""
+    from momentseg.service import bearer_token
+
+    service = runs.service
+
+    def answering(call):
+        async def endpoint(request: Request) -> JSONResponse:
+            token = bearer_token(request.headers.get("authorization"))
+            try:
+                status, answer, headers = await call(request, token)
+            except HTTPError:
+                raise  # the body's own refusals (size, time), answered by the app
+            except Exception as error:
+                status, answer = service.error_response(error)
+                log.info("run request refused (%d %s): %s", status, answer["error"], answer["message"])
+                return JSONResponse(answer, status_code=status, headers=getattr(error, "headers", None))
+            return JSONResponse(answer, status_code=status, headers=headers)
+
+        return endpoint
+
+    async def submit(request: Request, token):
+        run = await run_in_threadpool(runs.submit, await read_body(request, settings), token)
+        return 202, run.status(), {"Location": f"/runs/{run.id}"}
+
+    async def poll(request: Request, token):
+        return 200, runs.get(request.path_params["run_id"], token).status(), None
+
+    async def result(request: Request, token):
+        return 200, runs.take_result(request.path_params["run_id"], token), None
+
+    async def cancel(request: Request, token):
+        return 200, runs.cancel(request.path_params["run_id"], token).status(), None
+
+    return [Route("/runs", answering(submit), methods=["POST"]),
+            Route("/runs/{run_id}", answering(poll), methods=["GET"]),
+            Route("/runs/{run_id}", answering(cancel), methods=["DELETE"]),
+            Route("/runs/{run_id}/result", answering(result), methods=["GET"])]
+
+
 def create_app(service: SegmentService, settings: ServeSettings = ServeSettings(), *,
                routes: Sequence[BaseRoute] = ()) -> Starlette:
-    """``POST /`` segments, ``GET /health`` reports whether the model is loaded; ``routes`` are mounted
-    beside them (their endpoints may use ``read_body`` and raise ``HTTPError``)."""
+    """``POST /`` segments, ``GET /health`` reports whether the model is loaded, ``/runs`` holds task
+    runs; ``routes`` are mounted beside them (their endpoints may use ``read_body`` and raise ``HTTPError``)."""
 
     async def health(request: Request) -> JSONResponse:
         ready = service.pipeline is not None
         return JSONResponse({"ready": ready, "error": service.load_error}, status_code=200 if ready else 503)
 
+    from momentseg.service_runs import TaskRuns
+
+    runs = TaskRuns(service)
     app = protected_app([Route("/", _segment_endpoint(service, settings), methods=["POST"]),
-                         Route("/health", health, methods=["GET"]), *routes], settings)
+                         Route("/health", health, methods=["GET"]), *_run_routes(runs, settings), *routes],
+                        settings)
     app.state.service = service
+    app.state.runs = runs
     return app
 
 

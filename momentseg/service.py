@@ -69,10 +69,13 @@ class Limits:
     max_frame_pixels: int = 4096 * 4096
     max_anchor_pixels: int = 1 << 30  # decoded anchor masks kept for one request, one byte per pixel
     request_timeout_s: float = 3300.0  # under function.yaml's eventTimeout (3600 s): the service answers first
+    max_waiting_runs: int = 4  # task runs of momentseg serve waiting for the model (momentseg.service_runs)
+    run_keep_s: float = 600.0  # how long a finished run waits for its result to be fetched
 
     ENV = {"max_frames": "MOMENTSEG_MAX_FRAMES", "max_body_bytes": "MOMENTSEG_MAX_BODY_BYTES",
            "max_frame_pixels": "MOMENTSEG_MAX_FRAME_PIXELS", "max_anchor_pixels": "MOMENTSEG_MAX_ANCHOR_PIXELS",
-           "request_timeout_s": "MOMENTSEG_REQUEST_TIMEOUT"}
+           "request_timeout_s": "MOMENTSEG_REQUEST_TIMEOUT", "max_waiting_runs": "MOMENTSEG_MAX_WAITING_RUNS",
+           "run_keep_s": "MOMENTSEG_RUN_KEEP"}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Limits:
@@ -201,7 +204,8 @@ def _check_values(request: dict[str, Any]) -> None:
         elif isinstance(value, list):
             stack.extend((item, path + (i,)) for i, item in enumerate(value))
         elif isinstance(value, str):
-            _check_text(value, where, math.inf if path[:1] == ("frames",) else MAX_TEXT_CHARS)
+            _check_text(value, where, math.inf if path[:1] == ("frames",) or path == ("task", "frames")
+                        else MAX_TEXT_CHARS)
         elif isinstance(value, float) and not math.isfinite(value):
             raise RequestError(400, "invalid_request", f"{where}: numbers must be finite")
         elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 1 << 63:
@@ -288,7 +292,7 @@ class SegmentService:
         """Every check of a request that needs no model: cheap, and never waits for the model."""
         request = self._parse(body)
         if "task" in request:
-            self._authorise(token)
+            self.authorise(token)
         errors = sorted(islice(_VALIDATOR.iter_errors(request), 50), key=lambda e: (len(e.absolute_path), e.path))
         if errors:
             raise RequestError(400, "invalid_request", _schema_error_message(errors[0]))
@@ -309,10 +313,11 @@ class SegmentService:
         anchors = self._anchors(request.get("anchors", []), numbers, len(frames), width, height)
         return Job(prompt, options, frames, numbers, anchors)
 
-    def execute(self, job: Job, *, cancel: threading.Event | None = None,
-                deadline: float | None = None) -> dict[str, Any]:
+    def execute(self, job: Job, *, cancel: threading.Event | None = None, deadline: float | None = None,
+                progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
         """Run a prepared request on the model; past ``deadline`` (monotonic) or once ``cancel`` is set,
-        the run stops at the next frame and the model is free for the next request."""
+        the run stops at the next frame and the model is free for the next request. ``progress`` hears
+        the pipeline's stages (stage, done, total)."""
         timeout = self.limits.request_timeout_s
         deadline = time.monotonic() + timeout if deadline is None else deadline
         if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
@@ -329,7 +334,8 @@ class SegmentService:
             check()
             log.info("running %d frames with options %s", len(job.frames), json.dumps(request_options(job.options)))
             result = self.pipeline.run(_Watched(job.frames, check), job.prompt, job.options,
-                                       human_anchors=job.anchors, progress=lambda *_: check())
+                                       human_anchors=job.anchors, progress=lambda *stage: (check(), progress and
+                                                                                           progress(*stage)))
         finally:
             self._lock.release()
         response = result.to_dict() if job.numbers is None else result.to_task_frames(job.numbers)
@@ -337,7 +343,8 @@ class SegmentService:
         response["label"] = job.options.label
         return response
 
-    def _authorise(self, token: str | None) -> None:
+    def authorise(self, token: str | None) -> None:
+        """Task mode (and its runs) only for callers holding the shared token."""
         if self.task_token is None:
             raise RequestError(403, "task_mode_disabled", "task mode is off on this function (no "
                                "MOMENTSEG_TASK_TOKEN is configured): send the video as 'frames'")
@@ -383,13 +390,32 @@ class SegmentService:
         fps = float(request.get("fps", DEFAULT_FPS))
         if "frames" in request:
             return EncodedFrames(request["frames"], fps, self.limits.max_frame_pixels), None
+        task = request["task"]
+        if "frames" in task:
+            self._check_frame_list(task)
         if self.task_reader is None:
             raise RequestError(503, "cvat_not_configured", "this function has no CVAT connection configured")
-        frames = self.task_reader(request["task"], fps)
+        frames = self.task_reader(task, fps)
         if len(frames) > self.limits.max_frames:
             raise RequestError(413, "too_many_frames", f"task {request['task']['id']} selects {len(frames)} frames; "
                                f"at most {self.limits.max_frames} are accepted: narrow frame_start/frame_stop")
         return frames, list(frames.numbers)
+
+    def _check_frame_list(self, task: dict[str, Any]) -> None:
+        """An explicit frame list: on its own, well formed, and within the frame limit before it is expanded."""
+        from momentseg.cvat.frames import range_runs
+
+        if any(key in task for key in ("frame_start", "frame_stop", "frame_step")):
+            raise RequestError(400, "invalid_request", "task: give 'frames' or frame_start/frame_stop/frame_step, "
+                               "not both")
+        try:
+            runs = range_runs(task["frames"])
+        except InvalidInputError as error:
+            raise RequestError(400, "invalid_request", f"task/frames: {error}") from None
+        count = sum(last - first + 1 for first, last in runs)
+        if count > self.limits.max_frames:
+            raise RequestError(413, "too_many_frames", f"task/frames names {count} frames; at most "
+                               f"{self.limits.max_frames} are accepted")
 
     def _anchors(self, anchors, numbers, total, width, height) -> dict[int, np.ndarray]:
         if len(anchors) * width * height > self.limits.max_anchor_pixels:
@@ -467,7 +493,7 @@ def build_service_from_env(env: Mapping[str, str] | None = None, *,
     import os
 
     from momentseg.cvat.connection import connect_from_env
-    from momentseg.cvat.frames import TaskFrames
+    from momentseg.cvat.frames import TaskFrames, parse_ranges
 
     env = dict(os.environ if env is None else env)
     errors = []
@@ -484,7 +510,8 @@ def build_service_from_env(env: Mapping[str, str] | None = None, *,
 
     def read_task(task: dict[str, Any], fps: float) -> FrameSource:
         return TaskFrames(connect_from_env(env), task["id"], task.get("frame_start"), task.get("frame_stop"),
-                          task.get("frame_step"), fps=fps)
+                          task.get("frame_step"), fps=fps,
+                          numbers=parse_ranges(task["frames"]) if "frames" in task else None)
 
     checkpoint = env.get("MOMENTSEG_CHECKPOINT")
     if not errors and pipeline is None:

@@ -3,7 +3,6 @@ overlapping jobs and hand-made annotations that must stay byte-identical."""
 
 import copy
 import json
-import threading
 
 import numpy as np
 import pytest
@@ -85,8 +84,8 @@ class ScriptedModel:
         return result.to_task_frames(numbers)
 
 
-@pytest.fixture
-def stub():
+def make_stub():
+    """Task 42: 30 frames in four overlapping jobs, with a person's work that must survive everything."""
     server = CvatStub()
     task = server.add_task(42, synthetic_frames(T), ["dog", "cat"], segment_size=10, overlap=2, chunk_size=4)
     dog, cat = task.labels[0]["id"], task.labels[1]["id"]
@@ -104,6 +103,12 @@ def stub():
                                                      "group": 0, "attributes": []}]})
     server.hand_made_ids = {o["id"] for job in task.jobs for kind in ("tags", "shapes", "tracks")
                             for o in job.annotations[kind]}
+    return server
+
+
+@pytest.fixture
+def stub():
+    server = make_stub()
     yield server
     server.close()
 
@@ -196,7 +201,7 @@ def test_annotate_one_job_writes_the_interval_that_job_holds(stub, client):
     model = ScriptedModel(client, present=range(8, 18), moment=(10, 15), keyframes=(9, 12), center=12)
     job = stub.tasks[42].jobs[1]
     summary = annotate_task(client, 42, "the red dog", "dog", model, job_id=job.id, create_labels=True)
-    assert model.calls[0]["selection"]["frame_start"] == 8 and model.calls[0]["selection"]["frame_stop"] == 17
+    assert model.calls[0]["selection"]["numbers"] == list(range(8, 18))
     shapes = objects_in(stub, summary.object_id)
     assert [len(v) for v in shapes.values()] == [0, 10, 0, 0]
     (interval,) = job.annotations["intervals"]
@@ -457,67 +462,101 @@ def test_refine_with_the_real_pipeline_reading_frames_by_chunk(stub, client, tin
 # --- command line -----------------------------------------------------------------------------------------
 
 @pytest.fixture
-def function(client, monkeypatch):
-    """A stand-in for the deployed function in task mode: it reads the task's frames from CVAT and answers
-    with the scripted scene; it wants the shared task token."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+def function(stub, tiny_model, monkeypatch):
+    """The real service of ``momentseg serve`` (the tiny model) on a loopback socket, reading the task's frames
+    from the stand-in CVAT; it wants the shared task token."""
+    from momentseg.serve import ServeSettings, create_app
+    from momentseg.service import build_service_from_env
+
+    from http_helpers import serve_in_thread
 
     monkeypatch.setenv("MOMENTSEG_TASK_TOKEN", "task-token")
-    model = ScriptedModel(client, present=range(6, 20))
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            if self.headers.get("Authorization") != "Bearer task-token":
-                status, answer = 403, {"error": "task_mode_disabled", "message": "no token"}
-            else:
-                task = body["task"]
-                status, answer = 200, model({"id": task["id"], "frame_start": task.get("frame_start"),
-                                             "frame_stop": task.get("frame_stop"),
-                                             "frame_step": task.get("frame_step")}, body["prompt"], body["anchors"])
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/", model
-    server.shutdown()
-    server.server_close()
+    service = build_service_from_env({"CVAT_HOST": stub.url, "CVAT_ACCESS_TOKEN": TOKEN,
+                                      "MOMENTSEG_TASK_TOKEN": "task-token"}, pipeline=MomentSegPipeline(tiny_model))
+    server, stop = serve_in_thread(create_app(service, ServeSettings()), ServeSettings())
+    yield f"http://127.0.0.1:{server.port}/"
+    stop()
 
 
-def test_cli_annotate_refine_export_with_json(stub, function, tmp_path, monkeypatch, capsys):
-    url, model = function
+# the acceptance check's non-default options, on the tiny model's pixel budgets
+PARITY = ["--force-answer", "--keyframes", "4", "--threshold", "0.3", "--window", "3",
+          "--tsg-pixels", str(TINY_PIXELS), "--image-pixels", str(TINY_PIXELS)]
+
+
+def object_state(stub, group):
+    """What the tool wrote for an object, per job, without the ids the server gave."""
+    return {job_id: sorted(({k: v for k, v in shape.items() if k != "id"} for shape in shapes),
+                           key=lambda shape: (shape["frame"], shape["type"]))
+            for job_id, shapes in objects_in(stub, group).items()}
+
+
+def annotate_then_refine(stub, where, monkeypatch, capsys):
+    """annotate, a person's fix of frame 7, refine; the JSON summaries and what the task then holds."""
     monkeypatch.setenv("CVAT_HOST", stub.url)
     monkeypatch.setenv("CVAT_ACCESS_TOKEN", TOKEN)
-    assert main(["cvat", "annotate", "--task", "42", "--prompt", "the red dog", "--label", "dog", "--create-labels",
-                 "--create-attributes", "--json", "--function", url]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["task_id"] == 42 and out["link"] == f"{stub.url}/tasks/42" and out["written"]["mask_shapes"] == 18
-    assert out["moment"]["start_frame"] == 12 and out["moment"]["start_sec"] == 1.2 and out["keyframes"] == [4, 14, 18]
+    assert main(["cvat", "annotate", "--task", "42", "--prompt", "the red dog", "--label", "dog", "--json",
+                 "--create-labels", "--create-attributes", *where, *PARITY]) == 0
+    annotated = json.loads(capsys.readouterr().out)
+    after_annotate = object_state(stub, annotated["object_id"])
     jobs = stub.tasks[42].jobs
-    shape = next(s for s in objects_in(stub, out["object_id"])[jobs[0].id] if s["frame"] == 7)
+    shape = next(s for s in objects_in(stub, annotated["object_id"])[jobs[0].id] if s["frame"] == 7)
     stub.ui_edit_mask(jobs[0].id, shape["id"], square(4, 4))
-    assert main(["cvat", "refine", "--task", "42", "--object", str(out["object_id"]), "--json", "--function", url]) == 0
+    assert main(["cvat", "refine", "--task", "42", "--object", str(annotated["object_id"]), "--json",
+                 *where, *PARITY]) == 0
     refined = json.loads(capsys.readouterr().out)
-    assert refined["object_id"] == out["object_id"] and refined["anchors"] == [7]
-    assert model.calls[-1]["anchors"][0]["frame"] == 7
-    assert main(["export", "--task", "42", "--object", str(out["object_id"]), "--format", "refvos-png",
-                 "--out", str(tmp_path / "refvos")]) == 0
-    folder = tmp_path / "refvos" / "Annotations" / "task_42" / str(out["object_id"])
-    assert sorted(p.name for p in folder.iterdir()) == [f"{i:05d}.png" for i in range(T)]
-    assert main(["cvat", "annotate", "--task", "42", "--prompt", "x", "--label", "horse", "--function", url]) == 2
+    for summary in (annotated, refined):
+        summary.pop("seconds"), summary.pop("link")  # the time taken; the server's address
+    return annotated, after_annotate, refined, object_state(stub, annotated["object_id"])
+
+
+def test_the_function_writes_what_an_in_process_run_writes(stub, function, tiny_checkpoint, monkeypatch, capsys):
+    through_function = annotate_then_refine(stub, ["--function", function], monkeypatch, capsys)
+    local = make_stub()
+    try:
+        in_process = annotate_then_refine(local, ["--checkpoint", str(tiny_checkpoint), "--device", "cpu"],
+                                          monkeypatch, capsys)
+        assert person_work(local) == person_work(stub)
+    finally:
+        local.close()
+    annotated, after_annotate, refined, after_refine = through_function
+    assert annotated["written"]["mask_shapes"] >= T and annotated["moment"] and refined["anchors"] == [7]
+    # the same masks on the same frames, the same keyframes, c* and moment; the same refine after a person's fix
+    assert through_function == in_process
+
+
+def test_cli_function_errors_are_one_line(stub, function, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CVAT_HOST", stub.url)
+    monkeypatch.setenv("CVAT_ACCESS_TOKEN", TOKEN)
+    assert main(["cvat", "annotate", "--task", "42", "--prompt", "x", "--label", "horse", "--function", function]) == 2
     assert "label 'horse' is not in task 42" in capsys.readouterr().err
     # the task is checked before a model is loaded
     assert main(["cvat", "annotate", "--task", "42", "--prompt", "x", "--label", "horse",
                  "--checkpoint", str(tmp_path / "no-such-checkpoint"), "--device", "cpu"]) == 2
     assert "label 'horse' is not in task 42" in capsys.readouterr().err
+    assert main(["cvat", "annotate", "--task", "42", "--prompt", "x", "--label", "dog"]) == 2
+    assert "one of the arguments --function --checkpoint is required" in capsys.readouterr().err
     monkeypatch.setenv("MOMENTSEG_TASK_TOKEN", "wrong")
-    assert main(["cvat", "annotate", "--task", "42", "--prompt", "x", "--label", "dog", "--function", url]) == 2
-    assert "answered 403" in capsys.readouterr().err
+    assert main(["cvat", "annotate", "--task", "42", "--prompt", "x", "--label", "dog", "--function", function]) == 2
+    assert "answered 401" in capsys.readouterr().err
+    assert all(o["id"] in stub.hand_made_ids for job in stub.tasks[42].jobs  # nothing written
+               for kind in ("tags", "shapes", "tracks") for o in job.annotations[kind])
+
+
+def test_cli_export_after_annotate(stub, monkeypatch, client, tmp_path):
+    summary = annotate_task(client, 42, "the red dog", "dog", ScriptedModel(client, present=range(6, 20)))
+    monkeypatch.setenv("CVAT_HOST", stub.url)
+    monkeypatch.setenv("CVAT_ACCESS_TOKEN", TOKEN)
+    assert main(["export", "--task", "42", "--object", str(summary.object_id), "--format", "refvos-png",
+                 "--out", str(tmp_path / "refvos")]) == 0
+    folder = tmp_path / "refvos" / "Annotations" / "task_42" / str(summary.object_id)
+    assert sorted(p.name for p in folder.iterdir()) == [f"{i:05d}.png" for i in range(T)]
+
+
+def test_a_function_request_names_the_frames_the_workflow_chose():
+    from momentseg.cvat.runners import task_request
+
+    assert task_request({"id": 4, "numbers": list(range(2, 21, 2))}) == {
+        "id": 4, "frame_start": 2, "frame_stop": 20, "frame_step": 2}
+    assert task_request({"id": 4, "numbers": [7]}) == {"id": 4, "frame_start": 7, "frame_stop": 7, "frame_step": 1}
+    # a refine's frames: a range with a person's anchor beyond it, and a deleted frame
+    assert task_request({"id": 4, "numbers": [0, 1, 2, 4, 5, 9]}) == {"id": 4, "frames": "0-2,4-5,9-9"}

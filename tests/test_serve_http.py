@@ -261,7 +261,7 @@ def test_the_serve_command_starts_and_answers(tiny_checkpoint):
     (["--device", "tpu"], {}, "--device must be"),
     ([], {"MOMENTSEG_READ_TIMEOUT": "soon"}, "MOMENTSEG_READ_TIMEOUT must be a number"),
     ([], {"MOMENTSEG_MAX_FRAMES": "0"}, "MOMENTSEG_MAX_FRAMES must be positive"),
-    (["--checkpoint", "/nowhere/ck"], {}, "not a folder"),
+    (["--checkpoint", "/nowhere/ck", "--port", "0"], {}, "not a folder"),  # 8080 may be taken here
 ])
 def test_the_serve_command_refuses_bad_settings_on_one_line(tiny_checkpoint, monkeypatch, capsys, extra, env, message):
     from momentseg.cli import main

@@ -139,6 +139,11 @@ BAD_REQUESTS = [
     (request(label="x" * 20_000), 400, "invalid_request", "label: text of 20000 characters"),
     (request(task={"id": 42.0}, frames=None), 400, "invalid_request", "task/id: 42.0 is not of type 'integer'"),
     (request(task={"id": 2 ** 40}, frames=None), 400, "invalid_request", "task/id"),
+    (request(task={"id": 4, "frames": "0-9,5-12"}, frames=None), 400, "invalid_request", "runs must ascend"),
+    (request(task={"id": 4, "frames": "9-3"}, frames=None), 400, "invalid_request", "runs must ascend"),
+    (request(task={"id": 4, "frames": "0-9;12"}, frames=None), 400, "invalid_request", "task/frames"),
+    (request(task={"id": 4, "frames": "0-9", "frame_step": 2}, frames=None), 400, "invalid_request", "not both"),
+    (request(task={"id": 4, "frames": "0-9999999999"}, frames=None), 413, "too_many_frames", "10000000000 frames"),
 ]
 
 

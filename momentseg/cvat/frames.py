@@ -8,6 +8,7 @@ import io
 import json
 import zipfile
 from collections import OrderedDict
+from typing import Iterable
 
 import av
 import cv2
@@ -31,6 +32,36 @@ def select_frames(size: int, deleted: set[int], start: int | None = None, stop: 
     if not numbers:
         raise InvalidInputError(f"no frames left in {start}:{stop}:{step} after removing deleted frames")
     return numbers
+
+
+def format_ranges(frames: Iterable[int]) -> str:
+    """Sorted frame numbers as ``a-b,c-c,d-e`` runs (the compact form of a frame list)."""
+    runs: list[list[int]] = []
+    for frame in sorted(set(frames)):
+        if runs and frame == runs[-1][1] + 1:
+            runs[-1][1] = frame
+        else:
+            runs.append([frame, frame])
+    return ",".join(f"{a}-{b}" for a, b in runs)
+
+
+def range_runs(text: str) -> list[tuple[int, int]]:
+    """The inclusive runs of an ``a-b,c`` text, checked (ascending, not overlapping) but not expanded."""
+    runs: list[tuple[int, int]] = []
+    for part in filter(None, text.split(",")):
+        first, _, last = part.partition("-")
+        if not first.isdigit() or (last and not last.isdigit()):
+            raise InvalidInputError(f"frames '{text[:40]}' must look like 0-9,12-12,14-20")
+        run = (int(first), int(last or first))
+        if run[1] < run[0] or (runs and run[0] <= runs[-1][1]):
+            raise InvalidInputError(f"frames '{text[:40]}': runs must ascend without overlapping")
+        runs.append(run)
+    return runs
+
+
+def parse_ranges(text: str) -> list[int]:
+    """The frame numbers an ``a-b,c`` text names, in order."""
+    return [n for a, b in range_runs(text) for n in range(a, b + 1)]
 
 
 def decode_video_chunk(data: bytes) -> list[np.ndarray]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from cvat_sdk import Client
 
 from momentseg.cvat.connection import CvatError, redact_url
-from momentseg.cvat.frames import TaskFrames
+from momentseg.cvat.frames import TaskFrames, format_ranges
 from momentseg.cvat.workflows import Progress, Runner
 from momentseg.masks import from_cvat_rle
 from momentseg.options import SegmentOptions, request_options
@@ -40,13 +41,18 @@ def local_runner(client: Client, pipeline: MomentSegPipeline, options: SegmentOp
     return run
 
 
-def _as_range(selection: dict[str, Any]) -> dict[str, Any]:
-    """The function's task request names a range: explicit frame numbers become start, stop and step."""
+def task_request(selection: dict[str, Any]) -> dict[str, Any]:
+    """The ``task`` of a function request for a selection: explicit frame numbers go as they are, as a
+    start, stop and step when they are one (the same frames: deleted frames are never among them), else
+    as compact ``a-b`` runs."""
     numbers = selection.get("numbers")
     task = {k: v for k, v in selection.items() if k != "numbers" and v is not None}
     if numbers:
-        steps = [b - a for a, b in zip(numbers, numbers[1:])]
-        task.update(frame_start=numbers[0], frame_stop=numbers[-1], frame_step=min(steps) if steps else 1)
+        steps = {b - a for a, b in zip(numbers, numbers[1:])}
+        if len(steps) <= 1:
+            task.update(frame_start=numbers[0], frame_stop=numbers[-1], frame_step=steps.pop() if steps else 1)
+        else:
+            task["frames"] = format_ranges(numbers)
     return task
 
 
@@ -60,21 +66,26 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
 _NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
 
 
-def function_runner(url: str, options: SegmentOptions, fps: float | None = None, timeout: float = 3600) -> Runner:
+def function_runner(url: str, options: SegmentOptions, fps: float | None = None, timeout: float = 3600,
+                    progress: Progress | None = None, poll_s: float = 1.0) -> Runner:
     """Send the video-level request (task mode) to the function at ``url``; it reads the frames itself and
-    runs with every option as given here (its own defaults play no part)."""
+    runs with every option as given here (its own defaults play no part).
 
-    def run(selection: dict[str, Any], prompt: str, anchors: list[dict[str, Any]]) -> dict[str, Any]:
-        body = {"prompt": prompt, "task": _as_range(selection), "anchors": anchors, **request_options(options)}
-        if fps:
-            body["fps"] = fps
-        headers = {"Content-Type": "application/json"}
-        if os.environ.get("MOMENTSEG_TASK_TOKEN"):
-            headers["Authorization"] = f"Bearer {os.environ['MOMENTSEG_TASK_TOKEN']}"
-        request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers=headers)
+    The request goes to ``<url>/runs``: ``momentseg serve`` answers 202 with a run, which is polled (its
+    stage and frames reach ``progress``) until it is done, and cancelled when this side stops (Ctrl-C, an
+    error); the Nuclio function, whose HTTP trigger is synchronous, answers any path with the result itself.
+    """
+    base = url.rstrip("/")
+    headers = {"Content-Type": "application/json"}
+    if os.environ.get("MOMENTSEG_TASK_TOKEN"):
+        headers["Authorization"] = f"Bearer {os.environ['MOMENTSEG_TASK_TOKEN']}"
+
+    def call(method: str, path: str, body: dict | None = None, wait: float = 30) -> tuple[int, dict[str, Any]]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
         try:
-            with _NO_REDIRECTS.open(request, timeout=timeout) as response:
-                return json.loads(response.read())
+            with _NO_REDIRECTS.open(request, timeout=wait) as response:
+                return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             try:
                 answer = json.loads(error.read())
@@ -86,5 +97,32 @@ def function_runner(url: str, options: SegmentOptions, fps: float | None = None,
             reason = getattr(error, "reason", error)
             raise FunctionError(f"the function at {redact_url(url)} cannot be reached "
                                 f"({type(reason).__name__})") from None
+
+    def run(selection: dict[str, Any], prompt: str, anchors: list[dict[str, Any]]) -> dict[str, Any]:
+        body = {"prompt": prompt, "task": task_request(selection), "anchors": anchors, **request_options(options)}
+        if fps:
+            body["fps"] = fps
+        status, answer = call("POST", "/runs", body, wait=timeout)
+        if status == 200:
+            return answer  # answered at once (the Nuclio function)
+        path = f"/runs/{answer['id']}"
+        try:
+            while answer["state"] in ("queued", "running"):
+                if progress is not None and answer.get("stage"):
+                    progress(answer["stage"], answer["done"], answer["total"])
+                time.sleep(poll_s)
+                answer = call("GET", path)[1]
+            if answer["state"] != "done":
+                error = answer.get("error") or {}
+                raise FunctionError(f"the function's run {answer['state']}: {error.get('error')}: "
+                                    f"{error.get('message')}")
+            return call("GET", path + "/result", wait=timeout)[1]
+        except BaseException:
+            if answer.get("state") in ("queued", "running"):
+                try:
+                    call("DELETE", path)  # the model is freed at the next frame
+                except FunctionError:
+                    pass
+            raise
 
     return run

@@ -31,7 +31,7 @@ from cvat_sdk import Client, models
 from cvat_sdk.api_client.model_utils import validate_and_convert_types
 
 from momentseg.cvat.connection import CvatError, cvat_errors, task_link
-from momentseg.cvat.frames import select_frames
+from momentseg.cvat.frames import format_ranges, parse_ranges, select_frames
 from momentseg.errors import InvalidInputError, MomentSegError
 from momentseg.export import ExportObject, ExportSet
 from momentseg.masks import Polygon, from_cvat_rle, polygons_to_mask, to_cvat_rle
@@ -177,25 +177,6 @@ def _value(obj: dict, names: dict[int, str], name: str) -> str | None:
     return next((str(a["value"]) for a in obj.get("attributes", []) if names.get(a["spec_id"]) == name), None)
 
 
-def _ranges(frames: Iterable[int]) -> str:
-    """Sorted frame numbers as ``a-b,c-d`` runs."""
-    runs: list[list[int]] = []
-    for frame in sorted(set(frames)):
-        if runs and frame == runs[-1][1] + 1:
-            runs[-1][1] = frame
-        else:
-            runs.append([frame, frame])
-    return ",".join(f"{a}-{b}" for a, b in runs)
-
-
-def _parse_ranges(text: str) -> set[int]:
-    frames: set[int] = set()
-    for run in filter(None, text.split(",")):
-        a, _, b = run.partition("-")
-        frames.update(range(int(a), int(b) + 1))
-    return frames
-
-
 def shape_digest(shape: dict, names: dict[int, str]) -> str:
     """A digest of every field of a shape a person can change (everything but ``score`` and the check itself)."""
     content = [int(shape["frame"]), str(shape["type"]), [round(float(p), 2) for p in shape["points"]],
@@ -216,7 +197,7 @@ class Record:
     written: frozenset[int] | None  # None: too many runs to keep
 
     def text(self, digest: str) -> str:
-        written = _ranges(self.written) if self.written is not None else "?"
+        written = format_ranges(self.written) if self.written is not None else "?"
         text = f"{digest} {self.first}-{self.last}:{self.step} {written}"
         return text if len(text) <= MAX_ATTRIBUTE_CHARS else f"{digest} {self.first}-{self.last}:{self.step} ?"
 
@@ -227,7 +208,7 @@ class Record:
             first_last, _, step = span.partition(":")
             first, _, last = first_last.partition("-")
             return digest, cls(int(first), int(last), int(step), None if written == "?" else
-                               frozenset(_parse_ranges(written)))
+                               frozenset(parse_ranges(written)))
         except ValueError:
             return None
 
@@ -458,7 +439,7 @@ def annotate_task(client: Client, task_id: int, prompt: str, label_name: str, ru
         raise ObjectExistsError(f"task {task_id} already holds object {object_id}: use refine to update it")
     group = object_id if object_id is not None else max(used | {0}) + 1
 
-    response = run(dict(selection, id=task_id), prompt, [])
+    response = run({"id": task_id, "numbers": numbers}, prompt, [])  # the same frames wherever the model runs
     if not response.get("tracks"):
         raise NothingFoundError(f"the model found nothing for '{prompt}' in task {task_id}; nothing written")
 
@@ -662,7 +643,7 @@ def refine_object(client: Client, task_id: int, object_id: int, run: Runner, *, 
             + (f"new shapes left: {left}" if left else "no new shape is left")
             + "; every shape of a person is untouched: run refine again to finish") from error
     if changed:
-        notes.append(f"frames {_ranges(changed)} changed while the model ran: left as they are")
+        notes.append(f"frames {format_ranges(changed)} changed while the model ran: left as they are")
     return RefineSummary(task_id, object_id, sorted(anchors), kept, changed, dict(writer.counts), link,
                          round(time.perf_counter() - started, 2), notes)
 

@@ -123,7 +123,7 @@ def runner_factory(args: argparse.Namespace):
         from momentseg.cvat.runners import function_runner
 
         def make_runner(client, command_options, progress):
-            return function_runner(args.function, replace(options, **command_options), args.fps)
+            return function_runner(args.function, replace(options, **command_options), args.fps, progress=progress)
     elif args.checkpoint:
         from momentseg.cvat.runners import local_runner
         from momentseg.model.checkpoint import load_checkpoint
