@@ -294,6 +294,12 @@ def _frame_range(text: str | None) -> dict:
 def _run_cvat_annotate(args: argparse.Namespace) -> int:
     from momentseg.cvat.workflows import annotate_task
 
+    if args.task is None:  # a project or a list of tasks: one run per task on the webhook queue
+        from momentseg.webhooks.cli import run_batch
+
+        return run_batch(args, _cvat_client(args))
+    if not args.prompt:
+        raise MomentSegError("give --prompt, the description of the object to find")
     client = _cvat_client(args)
     options = options_from_args(args)
     summary = annotate_task(client, args.task, args.prompt, options.label, _runner(args, client),
@@ -414,10 +420,13 @@ def build_parser() -> argparse.ArgumentParser:
     cvat = commands.add_parser("cvat", help="annotate CVAT tasks").add_subparsers(dest="cvat_command", required=True)
     annotate = cvat.add_parser("annotate", help="add the object a prompt describes to a task: per-frame masks "
                                "(or a polygon track) and the moment as frame tags")
-    annotate.add_argument("--task", type=int, required=True)
+    which = annotate.add_mutually_exclusive_group(required=True)
+    which.add_argument("--task", type=int)
+    which.add_argument("--project", type=int, help="queue one run per task of this project (see --batch)")
+    which.add_argument("--tasks", metavar="FILE", help="queue one run per row task,label,prompt of this CSV file")
     annotate.add_argument("--job", type=int, help="only this job of the task")
     annotate.add_argument("--json", action="store_true", help="print one JSON object")
-    annotate.add_argument("--prompt", required=True)
+    annotate.add_argument("--prompt", help="what to find (with --task or --project)")
     annotate.add_argument("--frames", help="a:b, task frames a to b-1 (default: the whole task)")
     annotate.add_argument("--moment-label", default="moment", help="tag label of the moment (default moment)")
     annotate.add_argument("--create-labels", action="store_true", help="create the moment label if missing")
@@ -426,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cvat_connection(annotate)
     _add_runner_options(annotate)
     add_option_flags(annotate)
+    from momentseg.webhooks.cli import add_batch_options
+
+    add_batch_options(annotate)
     annotate.set_defaults(run=_run_cvat_annotate)
 
     refine = cvat.add_parser("refine", help="re-propagate an object from a person's corrections")

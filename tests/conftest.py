@@ -55,3 +55,16 @@ def tiny_options():
     from momentseg.pipeline import SegmentOptions
 
     return SegmentOptions(keyframes=4, tsg_pixels=TINY_PIXELS, image_pixels=TINY_PIXELS, force_answer=True)
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A real Redis on a free loopback port (skipped, with the reason, where redis-server is missing)."""
+    import shutil
+
+    from redis_server import redis_server
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install -y redis-server; .ci/run installs it)")
+    with redis_server(tmp_path) as url:
+        yield url

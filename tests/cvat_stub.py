@@ -14,6 +14,15 @@
 - COCO export and import follow CVAT's rules (``track_id`` + ``keyframe`` make a track; imported objects get
   ``source: "file"`` and score 1.0, no tags).
 
+People (cvat/apps/iam, cvat/apps/engine/rules/*.rego of CVAT 2.73): each user has a global group (admin,
+user, worker), an API token and a browser session (``sessionid`` + ``csrftoken`` cookies; a session's
+POST/PATCH must carry ``X-CSRFToken`` equal to the cookie, as Django checks); tasks, projects and jobs have
+owners and assignees, organizations have members with roles. A user sees a task when admin, an owner or
+maintainer or supervisor of its organization, or on its staff (task or project owner or assignee, assignee
+of one of its jobs); a job when admin, an owner or maintainer of its organization, or the job's assignee
+or the task's or project's owner or assignee; anything else answers 403 (one object) or is left out of
+lists. The service account ``annotator`` (``TOKEN``) is an admin.
+
 Every request body is validated with cvat-sdk's request models. Tests act as a person in the web UI with the
 ``ui_*`` methods (CVAT's own source rules: editing an automatic shape's points makes it "semi-auto"), and can
 run such an edit at any moment of a workflow through ``hooks`` (called before each request is handled).
@@ -78,6 +87,8 @@ class StubJob:
     annotations: dict = field(default_factory=lambda: {"version": 0, "tags": [], "shapes": [], "tracks": [],
                                                         "intervals": []})
 
+    assignee: str | None = None
+
     def holds(self, frame: int) -> bool:
         return self.start <= frame <= self.stop
 
@@ -94,6 +105,9 @@ class StubTask:
     project_id: int | None = None
     deleted_frames: list[int] = field(default_factory=list)
     chunks: dict[int, bytes] = field(default_factory=dict)
+    owner: str | None = None
+    assignee: str | None = None
+    organization: int | None = None
 
     def job(self, job_id: int) -> StubJob:
         return next(j for j in self.jobs if j.id == job_id)
@@ -159,7 +173,11 @@ class CvatStub:
         self.down = False
         self.comments: list[dict] = []
         self.issues: dict[int, dict] = {}
+        self.users: dict[str, dict] = {}
+        self.projects: dict[int, dict] = {}  # id -> {"owner": username, "assignee": username or None}
+        self.memberships: list[dict] = []  # {"user": username, "organization": id, "role": ...}
         self._next_id = 1000
+        self.add_user(USER, "admin", token=TOKEN, session="stub-session", csrf="stub-csrf", password=PASSWORD)
         self._lock = threading.RLock()
         self.server = _QuietServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_port}"
@@ -173,6 +191,64 @@ class CvatStub:
         with self._lock:
             self._next_id += 1
             return self._next_id
+
+    # --- people ------------------------------------------------------------------------------------------
+    def add_user(self, username: str, group: str = "user", *, superuser: bool = False, token: str | None = None,
+                 session: str | None = None, csrf: str | None = None, password: str | None = None) -> dict:
+        """A user with a global group (admin, user, worker), an API token and a logged-in browser session."""
+        user = {"id": len(self.users) + 1, "username": username, "groups": [group], "is_superuser": superuser,
+                "token": token or f"token-{username}", "session": session or f"session-{username}",
+                "csrf": csrf or f"csrf-{username}", "password": password}
+        self.users[username] = user
+        return user
+
+    def add_project(self, project_id: int, owner: str | None = None, assignee: str | None = None) -> None:
+        self.projects[project_id] = {"owner": owner, "assignee": assignee}
+
+    def add_membership(self, username: str, organization: int, role: str) -> None:
+        self.memberships.append({"user": username, "organization": organization, "role": role})
+
+    def _user_json(self, username: str | None) -> dict | None:
+        user = self.users.get(username) if username else None
+        return None if user is None else {"id": user["id"], "username": user["username"], "first_name": "",
+                                          "last_name": "", "url": f"{self.url}/api/users/{user['id']}"}
+
+    def _org_role(self, user: dict, organization: int | None) -> str | None:
+        return next((m["role"] for m in self.memberships
+                     if m["user"] == user["username"] and m["organization"] == organization), None)
+
+    def _task_staff(self, user: dict, task: StubTask) -> bool:
+        project = self.projects.get(task.project_id, {})
+        return user["username"] in (task.owner, task.assignee, project.get("owner"), project.get("assignee"))
+
+    def sees_task(self, user: dict, task: StubTask) -> bool:
+        return ("admin" in user["groups"] or self._org_role(user, task.organization) in (
+            "owner", "maintainer", "supervisor") or self._task_staff(user, task)
+                or any(job.assignee == user["username"] for job in task.jobs))
+
+    def sees_job(self, user: dict, task: StubTask, job: StubJob) -> bool:
+        return ("admin" in user["groups"] or self._org_role(user, task.organization) in ("owner", "maintainer")
+                or self._task_staff(user, task) or job.assignee == user["username"])
+
+    def _authenticated(self, handler, method: str) -> dict:
+        """The user of a request: its token, else its session (whose writes need the CSRF header)."""
+        header, cookies = handler.headers.get("Authorization", ""), {}
+        for part in handler.headers.get("Cookie", "").split(";"):
+            name, _, value = part.strip().partition("=")
+            cookies[name] = value
+        scheme, _, token = header.partition(" ")
+        if header:
+            user = next((u for u in self.users.values() if scheme in ("Bearer", "Token") and u["token"] == token), None)
+            if user is None:
+                raise HttpError(401, {"detail": "Invalid token."})
+            return user
+        user = next((u for u in self.users.values() if cookies.get("sessionid") == u["session"]), None)
+        if user is None:
+            raise HttpError(401, {"detail": "Authentication credentials were not provided."})
+        if method not in ("GET", "HEAD", "OPTIONS") and (
+                handler.headers.get("X-CSRFToken") != cookies.get("csrftoken") or cookies.get("csrftoken") != user["csrf"]):
+            raise HttpError(403, {"detail": "CSRF Failed: CSRF token missing."})
+        return user
 
     # --- tasks -------------------------------------------------------------------------------------------
     def add_task(self, task_id: int, frames: list[np.ndarray], label_names: list[str], *,
@@ -207,8 +283,9 @@ class CvatStub:
                 "data_compressed_chunk_type": "video" if task.video else "imageset",
                 "jobs": {"count": len(task.jobs), "completed": 0, "validation": 0,
                          "url": f"{self.url}/api/jobs?task_id={task.id}"},
-                "labels": {"url": f"{self.url}/api/labels?task_id={task.id}"}, "organization": None,
-                "project_id": task.project_id, "owner": None, "assignee": None}
+                "labels": {"url": f"{self.url}/api/labels?task_id={task.id}"}, "organization": task.organization,
+                "project_id": task.project_id, "owner": self._user_json(task.owner),
+                "assignee": self._user_json(task.assignee)}
 
     def job_json(self, task: StubTask, job: StubJob) -> dict:
         return {"id": job.id, "task_id": task.id, "project_id": task.project_id, "start_frame": job.start,
@@ -217,7 +294,8 @@ class CvatStub:
                 "dimension": "2d", "data_chunk_size": task.chunk_size,
                 "data_original_chunk_type": "video" if task.video else "imageset",
                 "data_compressed_chunk_type": "video" if task.video else "imageset",
-                "url": f"{self.url}/api/jobs/{job.id}", "assignee": None, "organization": None,
+                "url": f"{self.url}/api/jobs/{job.id}", "assignee": self._user_json(job.assignee),
+                "organization": task.organization,
                 "labels": {"url": f"{self.url}/api/labels?job_id={job.id}"},
                 "issues": {"url": f"{self.url}/api/issues?job_id={job.id}", "count": 0},
                 "created_date": "2026-01-01T00:00:00Z", "updated_date": "2026-01-01T00:00:00Z",
@@ -524,13 +602,44 @@ class CvatStub:
                          "subtitle": ""}, "application/json"
         if parts == ["api", "auth", "login"] and method == "POST":
             data = validate(read_body(), models.LoginSerializerExRequest)
-            if (data.get("username"), data.get("password")) != (USER, PASSWORD):
+            user = self.users.get(data.get("username"))
+            if user is None or user["password"] is None or data.get("password") != user["password"]:
                 raise HttpError(400, {"non_field_errors": ["Unable to log in with provided credentials."]})
-            handler.cookies = ["sessionid=stub-session; Path=/", "csrftoken=stub-csrf; Path=/"]
+            handler.cookies = [f"sessionid={user['session']}; Path=/", f"csrftoken={user['csrf']}; Path=/"]
             return 200, {"key": "stub-key"}, "application/json"
-        header, cookie = handler.headers.get("Authorization", ""), handler.headers.get("Cookie", "")
-        if header not in (f"Bearer {TOKEN}", f"Token {TOKEN}") and "sessionid=stub-session" not in cookie:
-            raise HttpError(401, {"detail": "Authentication credentials were not provided."})
+        user = self._authenticated(handler, method)
+        if parts == ["api", "users", "self"]:
+            public = {k: v for k, v in user.items() if k not in ("token", "session", "csrf", "password")}
+            return 200, dict(public, first_name="", last_name="", email="", is_staff=user["is_superuser"],
+                             is_active=True, url=f"{self.url}/api/users/{user['id']}"), "application/json"
+        if parts == ["api", "tasks"] and method == "GET":
+            tasks = [self.task_json(t) for t in self.tasks.values() if self.sees_task(user, t) and (
+                "project_id" not in query or t.project_id == int(query["project_id"]))]
+            return 200, _page(tasks, query), "application/json"
+        if len(parts) == 3 and parts[:2] == ["api", "projects"] and method == "GET":
+            project = self.projects.get(int(parts[2]))
+            visible = project is not None and ("admin" in user["groups"] or any(
+                t.project_id == int(parts[2]) and self.sees_task(user, t) for t in self.tasks.values()))
+            if not visible:
+                raise HttpError(404 if project is None else 403, {"detail": "Not found." if project is None else
+                                                                  "You do not have permission to perform this action."})
+            return 200, {"id": int(parts[2]), "name": f"project {parts[2]}", "owner": self._user_json(project["owner"]),
+                         "assignee": self._user_json(project["assignee"]), "organization": None}, "application/json"
+        if parts == ["api", "memberships"] and method == "GET":
+            found = [{"id": i + 1, "user": self._user_json(m["user"]), "organization": m["organization"],
+                      "role": m["role"], "is_active": True}
+                     for i, m in enumerate(self.memberships)
+                     if m["user"] == query.get("user", m["user"]) and str(m["organization"]) == query.get("org_id")
+                     and self._org_role(user, m["organization"]) is not None]
+            return 200, _page(found, query), "application/json"
+        if len(parts) >= 3 and parts[:2] == ["api", "tasks"] and parts[2].isdigit():
+            task = self.tasks.get(int(parts[2]))
+            if task is not None and not self.sees_task(user, task):
+                raise HttpError(403, {"detail": "You do not have permission to perform this action."})
+        if len(parts) >= 3 and parts[:2] == ["api", "jobs"] and parts[2].isdigit():
+            task = next((t for t in self.tasks.values() if any(j.id == int(parts[2]) for j in t.jobs)), None)
+            if task is not None and not self.sees_job(user, task, task.job(int(parts[2]))):
+                raise HttpError(403, {"detail": "You do not have permission to perform this action."})
         if parts == ["api", "labels"]:
             task = self.tasks.get(int(query["task_id"])) if "task_id" in query else self.task_of_job(int(query["job_id"]))
             if task is None:
@@ -538,7 +647,7 @@ class CvatStub:
             return 200, _page(task.labels, query), "application/json"
         if parts == ["api", "jobs"] and method == "GET":
             task = self.tasks.get(int(query.get("task_id", 0)))
-            jobs = [self.job_json(task, j) for j in task.jobs] if task else []
+            jobs = [self.job_json(task, j) for j in task.jobs if self.sees_job(user, task, j)] if task else []
             return 200, _page(jobs, query), "application/json"
         if len(parts) >= 3 and parts[:2] == ["api", "jobs"]:
             try:

@@ -1,6 +1,7 @@
 """Webhook deliveries shaped exactly like real CVAT 2.73 ones, posted to the webhook app against the stand-in
 CVAT server: signatures, hosts, projects, commands, settings. Whole runs: test_webhooks_runs.py."""
 
+import dataclasses
 import datetime
 import json
 import os
@@ -252,8 +253,14 @@ def test_help_and_mistakes_are_answered_on_the_issue(cvat, tmp_path):
     assert HELP in help_reply and "unknown command '/segmnt'" in mistake_reply
     assert [r["state"] for r in service.queue.records()] == ["done", "done"]
     assert service.run_all() == 0
-    health = service.http.get("/webhooks/health")
-    assert health.status_code == 200 and health.json() == {"queue": "sqlite", "runs": {"done": 2}, "pending_tasks": 0}
+    health = service.http.get("/webhooks/health")  # anyone sees counts only
+    assert health.status_code == 200 and health.json() == {"runs": {"done": 2}}
+    service.settings = dataclasses.replace(service.settings, token="operator-token")
+    service.http = TestClient(create_webhook_app(service.settings, service.queue, service.runs))
+    for wrong in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "operator-token"}):
+        assert service.http.get("/webhooks/health", headers=wrong).json() == {"runs": {"done": 2}}
+    health = service.http.get("/webhooks/health", headers={"Authorization": "Bearer operator-token"})
+    assert health.json() == {"queue": "sqlite", "runs": {"done": 2}, "pending_tasks": 0, "running": {}}
     missing = service.http.get("/webhooks/nothing")
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
 
@@ -313,7 +320,7 @@ def test_the_companion_serves_deliveries_over_http(cvat, tmp_path):
                 break
             except httpx.TransportError:
                 time.sleep(0.5)
-        assert health.json()["queue"] == "sqlite"
+        assert health.json() == {"runs": {}}
         issue, comment = cvat.add_issue(job_of(cvat, 42), 1, BOX, "/help")
         body = comment_delivery(cvat, issue, comment, "/help")
         headers = {"Content-Type": "application/json", "X-Signature-256": sign(SECRET, body)}

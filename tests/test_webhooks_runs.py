@@ -203,10 +203,11 @@ def test_one_run_per_object_at_a_time(cvat, tmp_path, make_runner):
     service.run_all()
     comment = cvat.new_id()
     service.post(comment_delivery(cvat, issue, comment, f"/refine {object_id}"))
-    lock = service.queue.huey.lock_task(f"{cvat.host}/tasks/42/objects/{object_id}")
-    with lock:  # another worker is refining this object
-        assert service.run_all() == 1
-        record = service.queue.get(f"{cvat.host}/comments/{comment}")
-        assert record["state"] == "queued" and len(service.queue.huey.scheduled()) == 1
+    held = f"object:tasks/42/objects/{object_id}"
+    assert service.queue.leases.take(held)  # another run is refining this object
+    assert service.run_all() == 1
+    record = service.queue.get(f"{cvat.host}/comments/{comment}")
+    assert record["state"] == "queued" and len(service.queue.huey.scheduled()) == 1
+    service.queue.leases.release(held)
     assert service.run_all(later=True) == 1
     assert service.queue.get(record["key"])["state"] == "done"

@@ -350,7 +350,7 @@ def _check_attribute_types(label: dict, task_id: int) -> None:
                                     f"writes it as {wanted['input_type']}: rename that attribute")
 
 
-def _object_groups(annotations: dict[int, dict]) -> set[int]:
+def object_groups(annotations: dict[int, dict]) -> set[int]:
     return {int(obj.get("group") or 0) for data in annotations.values() for kind in KINDS
             for obj in data.get(kind) or []}
 
@@ -434,7 +434,7 @@ def annotate_task(client: Client, task_id: int, prompt: str, label_name: str, ru
     patches, new_labels, new_attributes = _label_changes(task, label, moment_label, create_labels=create_labels,
                                                          create_attributes=create_attributes)
     annotations = read_job_annotations(client, task)
-    used = _object_groups(annotations)
+    used = object_groups(annotations)
     if object_id is not None and object_id in used:
         raise ObjectExistsError(f"task {task_id} already holds object {object_id}: use refine to update it")
     group = object_id if object_id is not None else max(used | {0}) + 1

@@ -12,7 +12,15 @@ from typing import Any
 from cvat_sdk import Client, models
 
 from momentseg.cvat.connection import cvat_errors
-from momentseg.cvat.workflows import Progress, Runner, annotate_task, refine_object
+from momentseg.cvat.workflows import (
+    Progress,
+    Runner,
+    annotate_task,
+    object_groups,
+    read_job_annotations,
+    read_task,
+    refine_object,
+)
 
 REQUEST_TIMEOUT = (10.0, 60.0)  # connect, read (seconds)
 
@@ -48,18 +56,27 @@ def post_comment(client: Client, issue_id: int, message: str) -> int:
     return comment.id
 
 
+def next_object_id(client: Client, task_id: int) -> int:
+    """One more than the largest object (group) id in the task."""
+    task = read_task(client, task_id)
+    return max(object_groups(read_job_annotations(client, task)) | {0}) + 1
+
+
 def segment(client: Client, task_id: int, prompt: str, label: str, run: Runner, *, object_id: int,
-            moment_label: str, create_labels: bool, progress: Progress) -> dict[str, Any]:
-    """Annotate the whole task as object ``object_id``; what the reply reports.
+            moment_label: str, create_labels: bool, progress: Progress, job_id: int | None = None,
+            frames: dict[str, int] | None = None, output: str = "mask", fps: float = 30.0) -> dict[str, Any]:
+    """Annotate the task (or one job, or a frame range of it) as object ``object_id``; what the reply reports.
 
     The caller picks the object id, so a rerun after a crash finds the object an earlier attempt wrote
     (ObjectExistsError) instead of writing it twice."""
     summary = annotate_task(client, task_id, prompt, label, run, object_id=object_id, moment_label=moment_label,
-                            create_labels=create_labels, progress=progress)
-    frames = summary.object_frames
-    return {"object_id": summary.object_id, "label": label, "frames": len(frames),
-            "first_frame": frames[0] if frames else None, "last_frame": frames[-1] if frames else None,
-            "moment": summary.moment, "moment_tags": summary.written.get("tags", 0), "notes": summary.notes}
+                            create_labels=create_labels, progress=progress, job_id=job_id, frames=frames,
+                            output=output)
+    written = summary.object_frames
+    return {"object_id": summary.object_id, "label": label, "frames": len(written),
+            "first_frame": written[0] if written else None, "last_frame": written[-1] if written else None,
+            "moment": summary.moment, "moment_tags": summary.written.get("tags", 0), "notes": summary.notes,
+            "output": output, "keyframes": summary.keyframes, "center": summary.center_frame, "fps": fps}
 
 
 def refine(client: Client, task_id: int, object_id: int, run: Runner, progress: Progress, *,

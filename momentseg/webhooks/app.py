@@ -13,6 +13,7 @@ Both run on ``momentseg.serve``'s server and body reader, so they have its timeo
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import json
 import logging
 from collections import Counter
@@ -26,6 +27,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from momentseg.serve import HTTPError, ServeSettings, json_error, protected_app, read_body
+from momentseg.webhooks.browser import runs_routes
 from momentseg.webhooks.config import WebhookSettings
 from momentseg.webhooks.delivery import (
     MAX_BODY_BYTES,
@@ -96,18 +98,29 @@ def webhook_routes(settings: WebhookSettings, queue: WebhookQueue, runs: CvatRun
                             background=BackgroundTask(runs.acknowledge, queue, record))
 
     async def health(request: Request) -> JSONResponse:
-        states = Counter(r["state"] for r in await run_in_threadpool(queue.records))
-        return JSONResponse({"queue": "redis" if settings.redis_url else "sqlite", "runs": dict(states),
-                             "pending_tasks": await run_in_threadpool(queue.huey.pending_count)})
+        """Counts of runs by state for anyone; with the service token, also the queue's kind and who
+        holds which run."""
+        records = await run_in_threadpool(queue.records)
+        answer = {"runs": dict(Counter(r["state"] for r in records))}
+        given = request.headers.get("authorization", "").encode()
+        if settings.token and hmac.compare_digest(given, f"Bearer {settings.token}".encode()):
+            answer.update(queue="redis" if settings.redis_url else "sqlite",
+                          pending_tasks=await run_in_threadpool(queue.huey.pending_count),
+                          running={r["key"]: r.get("worker") for r in records if r["state"] in ("running", "written")})
+        return JSONResponse(answer)
 
     return [Route("/webhooks/cvat", deliver, methods=["POST"]), Route("/webhooks/health", health, methods=["GET"])]
 
 
 def create_webhook_app(settings: WebhookSettings, queue: WebhookQueue, runs: CvatRuns,
-                       http: ServeSettings = ServeSettings()) -> Starlette:
-    """The standalone companion: the webhook routes alone, with ``momentseg serve``'s protections."""
-    return protected_app(webhook_routes(settings, queue, runs, http), http,
-                         hint="CVAT deliveries go to POST /webhooks/cvat")
+                       http: ServeSettings = ServeSettings(), cvat_url: str | None = None) -> Starlette:
+    """The standalone companion with ``momentseg serve``'s protections: the webhook routes, and with
+    ``cvat_url`` (where the companion reaches CVAT) the browser's runs API."""
+    routes = webhook_routes(settings, queue, runs, http)
+    if cvat_url:
+        routes += runs_routes(settings, queue, cvat_url, http)
+    return protected_app(routes, http, hint="CVAT deliveries go to POST /webhooks/cvat, the browser's calls to "
+                         "/momentseg/api/")
 
 
 def routes_from_env(env: Mapping[str, str], http: ServeSettings) -> list[BaseRoute]:
@@ -119,4 +132,4 @@ def routes_from_env(env: Mapping[str, str], http: ServeSettings) -> list[BaseRou
 
     settings = WebhookSettings.from_env(env)
     queue, runs = build(settings, env=env)
-    return webhook_routes(settings, queue, runs, http)
+    return webhook_routes(settings, queue, runs, http) + runs_routes(settings, queue, env["CVAT_HOST"], http)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import threading
 
 
 def register(commands) -> None:
@@ -36,9 +38,27 @@ def register(commands) -> None:
     add_option_flags(worker, "method options (a command's own name:value options take precedence)")
     worker.set_defaults(run=_run_worker)
 
-    runs = sub.add_parser("runs", help="list the queue's runs and their state")
+    runs = sub.add_parser("runs", help="list the queue's runs, or follow, summarise or cancel a batch")
+    runs.add_argument("--batch", help="only this batch's runs (its name, as 'cvat annotate' printed)")
+    runs.add_argument("--watch", action="store_true", help="with --batch: follow it until every run finished")
+    runs.add_argument("--summary", metavar="FILE", help="with --batch: write its summary (.json, else CSV)")
+    runs.add_argument("--cancel", action="store_true", help="with --batch: cancel its unfinished runs")
     _add_settings(runs)
     runs.set_defaults(run=_run_runs)
+
+
+def add_batch_options(annotate: argparse.ArgumentParser) -> None:
+    """``momentseg cvat annotate --project/--tasks``: the batch's name, following it, its summary."""
+    group = annotate.add_argument_group("batches (--project, --tasks): runs on the webhook queue "
+                                        "(MOMENTSEG_REDIS_URL or MOMENTSEG_WEBHOOK_QUEUE), done by its workers")
+    group.add_argument("--batch", help="the batch's name (default: project-P or the file's name); the same "
+                       "name again resumes it: only runs not done are queued")
+    group.add_argument("--detach", action="store_true", help="queue the runs and return (follow them with "
+                       "'momentseg webhooks runs --batch NAME --watch')")
+    group.add_argument("--summary", metavar="FILE", help="when the batch has finished, write its summary "
+                       "(.json, else CSV): task, object, frames written, moment")
+    group.add_argument("--queue", help="SQLite file of the queue (MOMENTSEG_WEBHOOK_QUEUE); ignored with "
+                       "MOMENTSEG_REDIS_URL")
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
@@ -63,13 +83,12 @@ def _settings(args: argparse.Namespace):
     return WebhookSettings.from_env(env)
 
 
-def build(settings, make_runner=None, env=None):
+def build(settings, make_runner=None, env=None, fps=None):
     """The queue and the runs for these settings, connected to CVAT_HOST with the environment's credentials
     (checked here, so that a service without them does not start)."""
     import functools
 
     from momentseg.cvat.connection import CvatConfigurationError, connect_from_env, credentials_from_env
-    from momentseg.webhooks.queue import WebhookQueue, open_huey
     from momentseg.webhooks.runs import CvatRuns
 
     credentials = credentials_from_env(env)
@@ -79,11 +98,18 @@ def build(settings, make_runner=None, env=None):
         raise CvatConfigurationError("no CVAT credentials for the service account: set CVAT_ACCESS_TOKEN (or "
                                      "CVAT_USER and CVAT_PASSWORD), or CVAT_CREDENTIALS_FILE")
 
-    runs = CvatRuns(settings, functools.partial(connect_from_env, env), make_runner)
-    huey = open_huey(settings.queue_path, settings.redis_url)
-    queue = WebhookQueue(huey, runs, retries=settings.retries, retry_delay=settings.retry_delay,
-                         progress_step=settings.progress_step)
-    return queue, runs
+    runs = CvatRuns(settings, functools.partial(connect_from_env, env), make_runner, **({"fps": fps} if fps else {}))
+    return open_queue(settings, runs), runs
+
+
+def open_queue(settings, runs=None):
+    """The queue these settings name (the runs behind it: only where it runs them)."""
+    from momentseg.webhooks.queue import WebhookQueue, open_huey
+
+    return WebhookQueue(open_huey(settings.queue_path, settings.redis_url), runs, retries=settings.retries,
+                        retry_delay=settings.retry_delay, progress_step=settings.progress_step,
+                        lease_seconds=settings.lease_seconds, retention_days=settings.retention_days,
+                        max_waiting=settings.max_waiting)
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -104,7 +130,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     print(f"answering CVAT webhooks on http://{host}:{port}/webhooks/cvat for projects "
           f"{sorted(settings.projects)} of {sorted(settings.cvat_hosts)}", flush=True)
-    app = create_webhook_app(settings, queue, runs, http)
+    app = create_webhook_app(settings, queue, runs, http, cvat_url=os.environ.get("CVAT_HOST"))
     make_server(app, sock, settings=http).run(sockets=[sock])
     return 0
 
@@ -142,20 +168,93 @@ def _run_worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     make_runner = runner_factory(args)
-    queue, _ = build(settings, make_runner)
+    queue, _ = build(settings, make_runner, fps=args.fps)
     requeued = queue.recover()
-    print(f"worker on {'Redis' if settings.redis_url else settings.queue_path}: {len(requeued)} unfinished "
-          "runs re-queued")
-    queue.consumer(args.workers).run()
+    print(f"worker {queue.worker} on {'Redis' if settings.redis_url else settings.queue_path}: {len(requeued)} "
+          f"unfinished runs re-queued; leases of {settings.lease_seconds:g} s", flush=True)
+    consumer = queue.consumer(args.workers)
+    stop = threading.Event()
+    queue.housekeeping(stop)
+    graceful = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):  # a run that has not started writing is handed back; huey then stops
+        queue.stopping.set()
+        graceful(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        consumer.run()
+    finally:
+        stop.set()
     return 0
 
 
+def _queue_settings(args: argparse.Namespace):
+    """The queue's settings alone (a batch does not answer webhooks)."""
+    import os
+
+    from momentseg.webhooks.config import WebhookSettings
+
+    env = dict(os.environ)
+    if getattr(args, "queue", None):
+        env["MOMENTSEG_WEBHOOK_QUEUE"] = args.queue
+    return WebhookSettings.from_env(env, endpoint=False)
+
+
+def run_batch(args: argparse.Namespace, client) -> int:
+    """Queue one run per task of ``--project`` or ``--tasks``; follow them unless ``--detach``."""
+    from pathlib import Path
+    from urllib.parse import urlsplit
+
+    from momentseg.errors import MomentSegError
+    from momentseg.webhooks import batch
+
+    if args.project is not None:
+        if not args.prompt:
+            raise MomentSegError("give --prompt, the description of the object to find in each task")
+        rows = batch.project_rows(client, args.project, args.label, args.prompt)
+        name = args.batch or f"project-{args.project}"
+    else:
+        rows = batch.rows_from_file(args.tasks)
+        name = args.batch or Path(args.tasks).stem
+    settings = _queue_settings(args)
+    queue = open_queue(settings)
+    user = client.api_client.users_api.retrieve_self(_request_timeout=(10.0, 30.0))[0].username
+    queued, kept = batch.queue_batch(queue, name, rows, host=urlsplit(client.api_client.configuration.host).netloc,
+                                     user=user, output="polygon" if args.polygons else "mask",
+                                     moment_label=args.moment_label, create_labels=args.create_labels)
+    print(f"batch {name}: {len(queued)} runs queued, {len(kept)} already done or under way "
+          f"(follow: momentseg webhooks runs --batch {name} --watch)", flush=True)
+    if args.detach:
+        return 0
+    records = batch.follow(queue, name)
+    if args.summary:
+        print(f"summary: {batch.write_summary(records, args.summary)}")
+    return 0 if all(r["state"] == "done" for r in records) else 1
+
+
 def _run_runs(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    queue, _ = build(settings)
-    for record in queue.records():
-        what = record.get("prompt") or record.get("object_id") or record.get("command")
-        error = f" - {record['error']}" if record.get("error") else ""
-        print(f"{record['key']}  {record['state']:<9} {record.get('percent', 0):>3}%  {record['command']} "
-              f"{what}{error}")
+    from momentseg.errors import MomentSegError
+    from momentseg.webhooks import batch
+
+    queue = open_queue(_queue_settings(args))
+    if args.batch is None:
+        if args.watch or args.summary or args.cancel:
+            raise MomentSegError("--watch, --summary and --cancel need --batch NAME")
+        for record in queue.records():
+            what = record.get("prompt") or record.get("object_id") or record.get("command")
+            error = f" - {record['error']}" if record.get("error") else ""
+            print(f"{record['key']}  {record['state']:<9} {record.get('percent', 0):>3}%  {record['command']} "
+                  f"{what}  {record.get('worker') or '-'}{error}")
+        return 0
+    if not batch.batch_records(queue, args.batch):
+        raise MomentSegError(f"there is no batch '{args.batch}' on this queue")
+    if args.cancel:
+        print(f"batch {args.batch}: {batch.cancel_batch(queue, args.batch)} unfinished runs cancelled (a run "
+              "already writing finishes)")
+    records = batch.follow(queue, args.batch) if args.watch else batch.batch_records(queue, args.batch)
+    if not args.watch:
+        print("\n".join(batch.table(records)))
+    if args.summary:
+        print(f"summary: {batch.write_summary(records, args.summary)}")
     return 0

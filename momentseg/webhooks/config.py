@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 import platformdirs
 
 from momentseg.errors import MomentSegError
+from momentseg.webhooks.queue import LEASE_SECONDS, MAX_WAITING, RETENTION_DAYS
 
 
 class WebhookConfigError(MomentSegError):
@@ -30,8 +31,17 @@ class WebhookSettings:
     progress_step: int = 25
     retries: int = 6
     retry_delay: float = 30.0
+    lease_seconds: float = LEASE_SECONDS
+    retention_days: float = RETENTION_DAYS
+    max_waiting: int = MAX_WAITING
+    token: str | None = field(default=None, repr=False)  # shows the health endpoint's details
 
     def __post_init__(self):
+        if not self.queue_path and not self.redis_url:
+            raise WebhookConfigError("no queue: set MOMENTSEG_WEBHOOK_QUEUE (a SQLite file) or MOMENTSEG_REDIS_URL")
+
+    def check_endpoint(self) -> None:
+        """What answering CVAT's webhooks needs (a batch from the command line needs only the queue)."""
         if not self.secret:
             raise WebhookConfigError("no webhook secret: set MOMENTSEG_WEBHOOK_SECRET (or MOMENTSEG_WEBHOOK_SECRET_FILE) "
                                      "to the secret given to CVAT's webhook; the endpoint does not start without it")
@@ -40,20 +50,12 @@ class WebhookSettings:
         if not self.projects:
             raise WebhookConfigError("no CVAT project accepted: set MOMENTSEG_WEBHOOK_PROJECTS to the project ids "
                                      "whose webhooks this service answers (comma-separated)")
-        if not self.queue_path and not self.redis_url:
-            raise WebhookConfigError("no queue: set MOMENTSEG_WEBHOOK_QUEUE (a SQLite file) or MOMENTSEG_REDIS_URL")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "WebhookSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None, endpoint: bool = True, **overrides) -> "WebhookSettings":
+        """The settings; ``endpoint``: also check what answering webhooks needs."""
         env = os.environ if env is None else env
-        secret = env.get("MOMENTSEG_WEBHOOK_SECRET", "")
-        if not secret and env.get("MOMENTSEG_WEBHOOK_SECRET_FILE"):
-            path = Path(env["MOMENTSEG_WEBHOOK_SECRET_FILE"])
-            try:
-                secret = path.read_text().strip()
-            except OSError as error:
-                raise WebhookConfigError(f"MOMENTSEG_WEBHOOK_SECRET_FILE {path} cannot be read "
-                                         f"({error.strerror})") from None
+        secret = _secret(env, "MOMENTSEG_WEBHOOK_SECRET") or ""
         hosts = _split(env.get("MOMENTSEG_WEBHOOK_CVAT_HOSTS", ""))
         if not hosts and env.get("CVAT_HOST"):
             hosts = [urlparse(env["CVAT_HOST"]).netloc or env["CVAT_HOST"]]
@@ -69,9 +71,42 @@ class WebhookSettings:
             label=env.get("MOMENTSEG_WEBHOOK_LABEL", "object"),
             moment_label=env.get("MOMENTSEG_MOMENT_LABEL", "moment"),
             create_labels=env.get("MOMENTSEG_WEBHOOK_CREATE_LABELS", "").lower() in ("1", "true", "yes"),
+            lease_seconds=_number(env, "MOMENTSEG_LEASE_SECONDS", float, LEASE_SECONDS),
+            retention_days=_number(env, "MOMENTSEG_RUN_RETENTION_DAYS", float, RETENTION_DAYS),
+            max_waiting=_number(env, "MOMENTSEG_MAX_WAITING_RUNS", int, MAX_WAITING),
+            token=_secret(env, "MOMENTSEG_WEBHOOK_TOKEN"),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        settings = cls(**values)
+        if endpoint:
+            settings.check_endpoint()
+        return settings
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """``name``'s value, or the content of the file ``name``_FILE names."""
+    if env.get(name):
+        return env[name]
+    if env.get(f"{name}_FILE"):
+        path = Path(env[f"{name}_FILE"])
+        try:
+            return path.read_text().strip() or None
+        except OSError as error:
+            raise WebhookConfigError(f"{name}_FILE {path} cannot be read ({error.strerror})") from None
+    return None
+
+
+def _number(env: Mapping[str, str], name: str, kind: type, default):
+    if not env.get(name):
+        return default
+    try:
+        value = kind(env[name])
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise WebhookConfigError(f"{name} must be a positive {'whole ' if kind is int else ''}number, got "
+                                 f"'{env[name]}'")
+    return value
 
 
 def _split(text: str) -> list[str]:

@@ -1,22 +1,27 @@
-"""The persistent queue behind the webhook: huey on a SQLite file by default, on Redis when configured.
+"""The persistent queue behind comments, the browser and batches: huey on a SQLite file by default (one
+machine, one worker process), on Redis when configured (any number of workers on any number of machines).
 
-Each command is one *run*, recorded in huey's key-value store under the comment that asked for it:
-the record is created with ``put_if_empty`` (SQLite: a unique key; Redis: HSETNX), so a redelivered
-comment finds its run and starts nothing. The record moves received → queued → running → written →
-done (or failed / refused), and is saved at each step, so a worker that starts after a crash re-queues
-exactly the runs that did not finish (huey itself drops a task whose worker died mid-run), and a rerun
-of a run that already wrote only sends the reply it still owes.
+One queue serves one CVAT server (the one its workers write to). Each run is recorded in huey's key-value store under its key (a comment's, or a run id): the record is
+created with ``put_if_empty`` (SQLite: a unique key; Redis: HSETNX), so a redelivered comment finds its
+run and starts nothing. The record moves received → queued → running → written → done (or failed /
+refused / cancelled), and is saved at each step; each change of state is one log line with the run's key.
 
-One run per object at a time: huey locks, taken inside the run once it knows the object; a locked run
-is put back with a delay and does not use up its retries. CVAT being down is retried with
-exponential backoff (``retry_delay * retry_backoff**n``); the annotator is told each time (when CVAT
-answers), and the record keeps the last error.
+A run belongs to one worker at a time through its lease (momentseg.webhooks.leases): on Redis a key
+with an expiry that the worker renews. When a worker dies its leases expire, and another worker's
+``take_over`` re-queues the run on huey within ``lease_seconds`` + ``lease_seconds / 2``; the rerun
+resumes like a restart (a run cut off while writing finishes as a refine; a run that wrote only sends
+the reply it still owes). One run per object at a time: an object lease, taken once the run knows the
+object; a locked run is put back with a delay and does not use up its retries. CVAT being down is
+retried with exponential backoff (``retry_delay * retry_backoff**n``); the record keeps the last error.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,14 +29,22 @@ from typing import Any, Iterator, Protocol
 
 from huey import RedisHuey, SqliteHuey
 from huey.api import Huey
-from huey.exceptions import RetryTask, TaskLockedException
+from huey.exceptions import RetryTask
+
+from momentseg.webhooks.leases import LeaseLost, open_leases
 
 log = logging.getLogger(__name__)
 
 RUN_PREFIX = "momentseg.run:"
+CANCEL_PREFIX = "momentseg.cancel:"
+OBJECT_PREFIX = "momentseg.object:"
 ACTIVE = ("received", "queued", "running", "retrying", "written")
-FINAL = ("done", "failed", "refused")
+WAITING = ("received", "queued", "retrying")
+FINAL = ("done", "failed", "refused", "cancelled")
 LOCK_RETRY_SECONDS = 10
+LEASE_SECONDS = 30.0
+RETENTION_DAYS = 7.0
+MAX_WAITING = 100  # runs waiting in the queue before new ones are refused (HTTP 429)
 
 
 def open_huey(sqlite_path: str | Path | None = None, redis_url: str | None = None,
@@ -61,8 +74,16 @@ class Locked(Exception):
     """Another run holds the object."""
 
 
+class Cancelled(Exception):
+    """Someone cancelled the run before it wrote anything."""
+
+
+class HandBack(Exception):
+    """The worker is stopping (SIGTERM) before the run wrote anything: another worker takes it."""
+
+
 class RunContext:
-    """What a run gets from the queue: its record, a progress report and object locks."""
+    """What a run gets from the queue: its record, a progress report and object leases."""
 
     def __init__(self, queue: "WebhookQueue", record: dict[str, Any]):
         self.queue = queue
@@ -70,10 +91,14 @@ class RunContext:
         self._reported = -1
 
     def progress(self, percent: int, stage: str) -> None:
-        """Keep the percent in the record; reply at each ``progress_step`` crossed."""
+        """Keep the percent in the record; reply at each ``progress_step`` crossed. Before the writing
+        starts, stop here when the run was cancelled, its lease was lost or the worker is stopping;
+        once it writes, it finishes (a write is never left half done)."""
         percent = max(0, min(99, int(percent)))
-        if percent == self.record.get("percent"):
+        if percent == self.record.get("percent") and stage == self.record.get("stage"):
             return
+        if stage != "writing":
+            self.queue.check_going_on(self.record["key"])
         self.record.update(percent=percent, stage=stage)
         self.queue.save(self.record)
         step = self.queue.progress_step
@@ -83,11 +108,16 @@ class RunContext:
 
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
+        """Hold the object ``name`` for this run (across workers), or raise Locked."""
+        lease = f"object:{name}"
+        if not self.queue.leases.take(lease):
+            raise Locked(name)
+        self.record["held_from"] = time.time()  # when it held the object: saved with its next state
         try:
-            with self.queue.huey.lock_task(name):
-                yield
-        except TaskLockedException:
-            raise Locked(name) from None
+            yield
+        finally:
+            self.record["held_until"] = time.time()
+            self.queue.leases.release(lease)
 
 
 class Runs(Protocol):
@@ -106,15 +136,26 @@ class Runs(Protocol):
     def retry_message(self, record: dict[str, Any], delay: float) -> str: ...
 
 
+def worker_name() -> str:
+    """This process as the runs' records and logs name it: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 class WebhookQueue:
     def __init__(self, huey: Huey, runs: Runs, *, retries: int = 6, retry_delay: float = 30.0,
-                 retry_backoff: float = 2.0, progress_step: int = 25):
+                 retry_backoff: float = 2.0, progress_step: int = 25, lease_seconds: float = LEASE_SECONDS,
+                 retention_days: float = RETENTION_DAYS, max_waiting: int = MAX_WAITING, worker: str | None = None):
         self.huey = huey
         self.runs = runs
         self.retries = retries
         self.retry_delay = retry_delay
         self.retry_backoff = retry_backoff
         self.progress_step = progress_step
+        self.retention_days = retention_days
+        self.max_waiting = max_waiting
+        self.worker = worker or worker_name()
+        self.leases = open_leases(huey, self.worker, lease_seconds)
+        self.stopping = threading.Event()
         self._task = huey.task(retries=retries, context=True, name="momentseg_webhook_run")(self._run)
 
     # --- records ------------------------------------------------------------------------------
@@ -126,6 +167,16 @@ class WebhookQueue:
         record["updated"] = time.time()
         self.huey.put(RUN_PREFIX + record["key"], json.dumps(record))
 
+    def move(self, record: dict[str, Any], state: str, **fields: Any) -> None:
+        """Change the run's state and save it: one log line per change, with the run's key."""
+        before = record.get("state")
+        record.update(fields, state=state)
+        record[f"{state}_at"] = time.time()
+        self.save(record)
+        if before != state:
+            error = f" ({record['error']})" if state in ("failed", "refused", "retrying") and record.get("error") else ""
+            log.info("run %s: %s -> %s on %s%s", record["key"], before, state, self.worker, error)
+
     def records(self) -> list[dict[str, Any]]:
         """Every run, oldest first."""
         found = []
@@ -135,54 +186,148 @@ class WebhookQueue:
                 found.append(json.loads(self.huey.serializer.deserialize(value)))
         return sorted(found, key=lambda r: r["created"])
 
-    def prompt_of(self, host: str, task_id: int, object_id: int) -> str | None:
+    def prompt_of(self, task_id: int, object_id: int) -> str | None:
         """The prompt a finished run made this object from, when this queue made it."""
         return next((r["prompt"] for r in reversed(self.records()) if r.get("command") == "segment"
-                     and r["host"] == host and r["state"] == "done" and r.get("place", {}).get("task_id") == task_id
+                     and r["state"] == "done" and task_of(r) == task_id
                      and (r.get("outcome") or {}).get("object_id") == object_id), None)
 
-    def ahead_of(self, key: str) -> int:
-        """How many runs will start before this one."""
-        return sum(1 for r in self.records() if r["key"] != key and r["state"] in ACTIVE and r.get("command") in
-                   ("segment", "refine"))
+    def ahead_of(self, key: str, records: list[dict[str, Any]] | None = None) -> int:
+        """How many runs will start before this one (those that came before it and are not finished)."""
+        records = self.records() if records is None else records
+        mine = next((r for r in records if r["key"] == key), None)
+        return sum(1 for r in records if r["key"] != key and r["state"] in ACTIVE and r.get("command") in
+                   ("segment", "refine") and (mine is None or r["created"] <= mine["created"]))
 
-    # --- what the webhook calls ---------------------------------------------------------------
+    def waiting(self) -> int:
+        return sum(1 for r in self.records() if r["state"] in WAITING)
+
+    def reserve_object(self, task_id: int, first: int, key: str) -> tuple[int, str]:
+        """An object id for a new object of this task, ``first`` or the next one no other run holds; and the
+        reservation's name (deleted with the run's record)."""
+        object_id = max(first, 1)
+        while not self.huey.put_if_empty(f"{OBJECT_PREFIX}tasks/{task_id}/{object_id}", key):
+            object_id += 1
+        return object_id, f"{OBJECT_PREFIX}tasks/{task_id}/{object_id}"
+
+    # --- what the webhook, the browser and batches call ----------------------------------------
     def receive(self, key: str, fields: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Record a run once: (the run, True) the first time this key is seen, (the first run, False) after."""
         now = time.time()
         record = dict(fields, key=key, state="received", created=now, updated=now, attempts=0, percent=0)
         if self.huey.put_if_empty(RUN_PREFIX + key, json.dumps(record)):
+            log.info("run %s: received (%s)", key, record.get("source", "comment"))
             return record, True
         return self.get(key), False
 
     def start(self, record: dict[str, Any]) -> None:
         if record["state"] == "received":
-            record["state"] = "queued"
-            self.save(record)
+            self.move(record, "queued")
         self._task(record["key"])
 
     def finish(self, record: dict[str, Any], state: str, error: str | None = None) -> None:
-        record.update(state=state, error=error)
-        self.save(record)
+        self.move(record, state, error=error)
+
+    def cancel(self, key: str) -> dict[str, Any] | None:
+        """Cancel a run: one that waits is cancelled at once; a running one stops before it writes
+        (a run already writing finishes). The run as it stands; None when there is no such run."""
+        record = self.get(key)
+        if record is None or record["state"] in FINAL:
+            return record
+        self.huey.put(CANCEL_PREFIX + key, "1")
+        if record["state"] in WAITING and not self.leases.holder(f"run:{key}"):
+            self.move(record, "cancelled", error="cancelled before it started")
+        return record
+
+    def check_going_on(self, key: str) -> None:
+        """Raise what stops a run that has not started writing: a lost lease, a cancel, a stopping worker."""
+        if self.leases.lost(f"run:{key}"):
+            raise LeaseLost(key)
+        if self.huey.get(CANCEL_PREFIX + key, peek=True) is not None:
+            raise Cancelled(key)
+        if self.stopping.is_set():
+            raise HandBack(key)
+
+    # --- housekeeping ---------------------------------------------------------------------------
+    def take_over(self, grace: float | None = None) -> list[str]:
+        """Re-queue every unfinished run that no worker holds and no queued task will pick up: its worker
+        died (its lease expired) or was stopped. ``grace``: seconds a waiting run's record may sit
+        unchanged before it counts as lost (default: the lease's length)."""
+        grace = self.leases.seconds if grace is None else grace
+        candidates = [r for r in self.records() if r["state"] in ACTIVE and not self.leases.holder(f"run:{r['key']}")]
+        if not candidates:
+            return []
+        waiting = {task.args[0] for task in self.huey.pending() + self.huey.scheduled() if task.args}
+        taken = []
+        for record in candidates:
+            key = record["key"]
+            if key in waiting or (record["state"] in WAITING and time.time() - record["updated"] < grace):
+                continue
+            claim = f"takeover:{key}"  # one worker re-queues it, not every worker that noticed
+            if not self.leases.take(claim):
+                continue
+            try:
+                now = self.get(key)
+                if now is None or now["updated"] != record["updated"] or self.leases.holder(f"run:{key}"):
+                    continue  # it moved on since the look above
+                was = now.get("worker")
+                log.info("run %s: taken over by %s (it was %s on %s)", key, self.worker, now["state"],
+                         was or "no worker")
+                self.move(now, "queued" if now["state"] == "running" else now["state"], taken_over_from=was)
+                self.start(now)
+                taken.append(key)
+            finally:
+                self.leases.release(claim)
+        return taken
+
+    def recover(self) -> list[str]:
+        """When a worker starts: on SQLite (one worker) release the leases a killed worker left behind,
+        then re-queue every unfinished run nobody holds."""
+        self.leases.clear_all()
+        return self.take_over(grace=0)
+
+    def prune(self, now: float | None = None) -> int:
+        """Delete the records of runs finished more than ``retention_days`` ago; how many."""
+        cutoff = (now or time.time()) - self.retention_days * 86400
+        pruned = 0
+        for record in self.records():
+            if record["state"] in FINAL and record["updated"] < cutoff:
+                key = record["key"]
+                for name in (RUN_PREFIX + key, CANCEL_PREFIX + key, *record.get("reserved", [])):
+                    self.huey.delete(name)
+                pruned += 1
+        if pruned:
+            log.info("pruned %d finished runs older than %g days", pruned, self.retention_days)
+        return pruned
+
+    def housekeeping(self, stop: threading.Event, prune_every: float = 600.0) -> threading.Thread:
+        """Renew this worker's leases (every third of their length), take over the runs of dead workers
+        (every half, Redis only) and prune old records, until ``stop`` is set."""
+        seconds = self.leases.seconds
+
+        def renew():
+            while not stop.wait(seconds / 3):
+                self.leases.renew()
+
+        def look_after():
+            last_prune = 0.0
+            while not stop.wait(seconds / 2):
+                try:
+                    if self.leases.expires:
+                        self.take_over()
+                    if time.monotonic() - last_prune > prune_every:
+                        self.prune()
+                        last_prune = time.monotonic()
+                except Exception as error:  # the queue's storage is down: try again next round
+                    log.warning("housekeeping failed: %s: %s", type(error).__name__, error)
+
+        threads = [threading.Thread(target=renew, name="lease-renewal", daemon=True),
+                   threading.Thread(target=look_after, name="housekeeping", daemon=True)]
+        for thread in threads:
+            thread.start()
+        return threads[0]
 
     # --- the worker ---------------------------------------------------------------------------
-    def recover(self) -> list[str]:
-        """Before a worker starts: re-queue every unfinished run that no queued task will pick up, and
-        release the locks a killed worker left behind. Run it with no other worker on this queue."""
-        waiting = {task.args[0] for task in self.huey.pending() + self.huey.scheduled() if task.args}
-        lock_prefix = f"{self.huey.name}.lock."
-        for key in list(self.huey.all_results()):
-            key = key.decode() if isinstance(key, bytes) else key
-            if key.startswith(lock_prefix):
-                self.huey.delete(key)
-        requeued = []
-        for record in self.records():
-            if record["state"] in ACTIVE and record["key"] not in waiting:
-                log.info("re-queueing run %s (it was %s)", record["key"], record["state"])
-                self.start(record)
-                requeued.append(record["key"])
-        return requeued
-
     def run_next(self) -> bool:
         """Run the next queued task in this thread (the worker loop without threads, for tests and tools)."""
         task = self.huey.dequeue()
@@ -192,42 +337,61 @@ class WebhookQueue:
         return True
 
     def consumer(self, workers: int = 1):
-        return self.huey.create_consumer(workers=workers, worker_type="thread", periodic=False)
+        """huey's consumer; SIGTERM stops it gracefully: the run in progress finishes its write, or is
+        handed back to the queue when it has not started writing."""
+        return self.huey.create_consumer(workers=workers, worker_type="thread", periodic=False,
+                                         graceful_signal="TERM", max_delay=1.0)  # SQLite is polled: ≤ 1 s
 
     def _run(self, key: str, task=None) -> None:
-        try:
-            with self.huey.lock_task(f"run:{key}"):
-                self._run_locked(key, task)
-        except (TaskLockedException, Locked) as error:
-            log.info("run %s waits for %s", key, error)
-            raise RetryTask(delay=LOCK_RETRY_SECONDS) from None
-
-    def _run_locked(self, key: str, task) -> None:
         record = self.get(key)
         if record is None or record["state"] in FINAL:
             return
+        lease = f"run:{key}"
+        if not self.leases.take(lease):
+            log.info("run %s is held by %s; this copy is dropped", key, self.leases.holder(lease))
+            return
+        try:
+            self._run_leased(key, task)
+        except Locked as error:
+            log.info("run %s waits for %s", key, error)
+            raise RetryTask(delay=LOCK_RETRY_SECONDS) from None
+        finally:
+            self.leases.release(lease)
+
+    def _run_leased(self, key: str, task) -> None:
+        record = self.get(key)
+        if record is None or record["state"] in FINAL:
+            return
+        record["worker"] = self.worker
         try:
             if record["state"] != "written":
-                record.update(state="running", attempts=record.get("attempts", 0) + 1, error=None)
-                self.save(record)
+                if self.huey.get(CANCEL_PREFIX + key, peek=True) is not None:
+                    raise Cancelled(key)
+                self.move(record, "running", attempts=record.get("attempts", 0) + 1, error=None)
                 record["outcome"] = self.runs.execute(RunContext(self, record))
-                record["state"] = "written"
-                self.save(record)
+                self.move(record, "written")
             if not self.runs.reply(record, self.runs.done_message(record)):
                 raise RetryLater("CVAT did not take the reply")
             self.finish(record, "done")
         except Locked:
-            record.update(state="queued", attempts=record["attempts"] - 1)  # waiting is not an attempt
-            self.save(record)
+            self.move(record, "queued", attempts=record["attempts"] - 1)  # waiting is not an attempt
             raise
+        except LeaseLost:
+            log.warning("run %s: the lease was lost; %s stops it and leaves it to the worker that took it", key,
+                        self.worker)
+        except HandBack:
+            log.info("run %s: handed back by %s, which is stopping", key, self.worker)
+            self.move(record, "queued", attempts=record["attempts"] - 1, worker=None)
+            self._task(key)
+        except Cancelled:
+            self.finish(record, "cancelled", "cancelled before it wrote anything")
+            self.runs.reply(record, self.runs.failed_message(record))
         except RetryLater as error:
             retries_left = task.retries if task is not None else 0
             if retries_left > 0:
                 delay = self.retry_delay * self.retry_backoff ** (self.retries - retries_left)
-                if record["state"] != "written":
-                    record["state"] = "retrying"
                 record["error"] = str(error)
-                self.save(record)
+                self.move(record, "written" if record["state"] == "written" else "retrying")
                 self.runs.reply(record, self.runs.retry_message(record, delay))
                 task.retries -= 1  # RetryTask itself does not use up a retry; this one should
                 raise RetryTask(delay=delay) from None
@@ -248,3 +412,7 @@ class WebhookQueue:
         self.finish(record, "failed", error)
         self.runs.reply(record, self.runs.failed_message(record))
 
+
+def task_of(record: dict[str, Any]) -> int | None:
+    """The CVAT task a run works on (a comment's run knows it once its issue was read)."""
+    return record.get("task_id") or (record.get("place") or {}).get("task_id")

@@ -16,13 +16,21 @@ from momentseg.webhooks import actions
 from momentseg.webhooks.commands import HELP, CommandError, Help, Refine, Segment, parse_command
 from momentseg.webhooks.config import WebhookSettings
 from momentseg.webhooks.delivery import CommentCreated
-from momentseg.webhooks.queue import Refused, RetryLater, RunContext, RunFailed, WebhookQueue
+from momentseg.webhooks.queue import (
+    Refused,
+    RetryLater,
+    RunContext,
+    RunFailed,
+    WebhookQueue,
+    task_of,
+)
 
 log = logging.getLogger(__name__)
 
 # (client, method options by name (the label, and those the command gave), progress) -> a workflows Runner;
 # built in the worker, which holds the model
 RunnerFactory = Callable[[Client, dict[str, Any], Progress], Runner]
+DEFAULT_FPS = 30.0
 
 # Share of the run each pipeline stage takes, for the percent in the replies: (start %, end %)
 STAGE_SPAN = {"grounding": (0, 15), "segmenting keyframes": (15, 30), "propagation": (30, 90), "writing": (90, 99)}
@@ -69,8 +77,10 @@ def _transient(error: BaseException | None) -> bool:
 class CvatRuns:
     """Runs commands against one CVAT server with one service account."""
 
-    def __init__(self, settings: WebhookSettings, connect: Callable[[], Client], make_runner: RunnerFactory | None = None):
+    def __init__(self, settings: WebhookSettings, connect: Callable[[], Client], make_runner: RunnerFactory | None = None,
+                 fps: float = DEFAULT_FPS):
         self.settings = settings
+        self.fps = fps
         self._connect = connect
         self._make_runner = make_runner
         self._client: Client | None = None
@@ -126,12 +136,13 @@ class CvatRuns:
     # --- the worker side ----------------------------------------------------------------------
     def execute(self, context: RunContext) -> dict[str, Any]:
         record = context.record
-        place = self.place(record)  # before any word to CVAT: the project may not be this service's
-        record["place"] = asdict(place)
-        if record["command"] == "reply":
-            return {}
-        if record["attempts"] == 1:
-            self.reply(record, self.progress_message(record))
+        if record.get("issue_id") is not None:  # a comment: where it was typed says which task
+            place = self.place(record)  # before any word to CVAT: the project may not be this service's
+            record["place"] = asdict(place)
+            if record["command"] == "reply":
+                return {}
+            if record["attempts"] == 1:
+                self.reply(record, self.progress_message(record))
         if self._make_runner is None:
             raise RunFailed("this service has no model configured (start the worker with --checkpoint or --function)")
 
@@ -140,41 +151,56 @@ class CvatRuns:
             context.progress(start + (end - start) * done // max(total, 1), stage)
 
         client = self.client()
+        task_id = task_of(record)
         label = record.get("label") or self.settings.label
-        run = self._make_runner(client, {**record.get("options", {}), "label": label}, progress)
+        options = {**(record.get("options") or {}), "label": label}
+        if record.get("output"):
+            options["output"] = record["output"]
         try:
-            with context.lock(f"{record['host']}/tasks/{place.task_id}/objects/{record['object_id']}"):
+            run = self._make_runner(client, options, progress)
+            if record["command"] == "segment" and record.get("object_id") is None:
+                self._reserve_object(client, context, task_id)
+            with context.lock(f"tasks/{task_id}/objects/{record['object_id']}"):
                 if record["command"] == "segment":
-                    return self._segment(client, context, place, label, run, progress)
-                prompt = record.get("prompt") or context.queue.prompt_of(record["host"], place.task_id,
-                                                                         record["object_id"])
-                return actions.refine(client, place.task_id, record["object_id"], run, progress, prompt=prompt)
+                    return self._segment(client, context, task_id, label, run, progress)
+                prompt = record.get("prompt") or context.queue.prompt_of(task_id, record["object_id"])
+                return actions.refine(client, task_id, record["object_id"], run, progress, prompt=prompt)
         except MomentSegError as error:
             if _transient(error):
                 raise RetryLater(str(error)) from None
             raise RunFailed(str(error)) from None
 
-    def _segment(self, client, context: RunContext, place, label: str, run, progress) -> dict[str, Any]:
+    def _reserve_object(self, client: Client, context: RunContext, task_id: int) -> None:
+        """Fix the new object's id before anything is written, so that a rerun finds what an attempt cut
+        off wrote; no other run of this queue gets the same id."""
         record = context.record
+        first = actions.next_object_id(client, task_id)
+        record["object_id"], reservation = context.queue.reserve_object(task_id, first, record["key"])
+        record.setdefault("reserved", []).append(reservation)
+        context.queue.save(record)
+
+    def _segment(self, client, context: RunContext, task_id: int, label: str, run, progress) -> dict[str, Any]:
+        record = context.record
+        what = dict(moment_label=record.get("moment_label") or self.settings.moment_label,
+                    create_labels=record.get("create_labels", self.settings.create_labels), progress=progress,
+                    job_id=record.get("job"), frames=record.get("frames"), output=record.get("output") or "mask",
+                    fps=self.fps)
         try:
-            return actions.segment(client, place.task_id, record["prompt"], label, run, object_id=record["object_id"],
-                                   moment_label=self.settings.moment_label,
-                                   create_labels=self.settings.create_labels, progress=progress)
+            return actions.segment(client, task_id, record["prompt"], label, run, object_id=record["object_id"],
+                                   **what)
         except ObjectExistsError:
             if record["attempts"] > 1:  # an attempt the worker did not live to finish wrote (part of) it
-                outcome = actions.refine(client, place.task_id, record["object_id"], run, progress,
+                outcome = actions.refine(client, task_id, record["object_id"], run, progress,
                                          prompt=record["prompt"])
                 return dict(outcome, label=label, resumed=True)
-        # the comment's id is taken by another group in this task: let annotate pick a free one
-        record["object_id"] = None
-        context.queue.save(record)
-        return actions.segment(client, place.task_id, record["prompt"], label, run, object_id=None,
-                               moment_label=self.settings.moment_label, create_labels=self.settings.create_labels,
-                               progress=progress)
+        # the id is taken by another group in this task (a person's): take a free one
+        self._reserve_object(client, context, task_id)
+        return actions.segment(client, task_id, record["prompt"], label, run, object_id=record["object_id"], **what)
 
     def reply(self, record: dict[str, Any], message: str | None) -> bool:
-        """Post a comment on the run's issue; False (and a log line) when CVAT does not take it."""
-        if message is None:
+        """Post a comment on the run's issue; False (and a log line) when CVAT does not take it. Runs
+        from the browser or a batch have no issue: their record is the reply."""
+        if message is None or record.get("issue_id") is None:
             return True
         try:
             actions.post_comment(self.client(), record["issue_id"], message)
