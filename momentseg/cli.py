@@ -297,7 +297,7 @@ def _run_cvat_annotate(args: argparse.Namespace) -> int:
     if args.task is None:  # a project or a list of tasks: one run per task on the webhook queue
         from momentseg.webhooks.cli import run_batch
 
-        return run_batch(args, _cvat_client(args))
+        return run_batch(args, lambda: _cvat_client(args))
     if not args.prompt:
         raise MomentSegError("give --prompt, the description of the object to find")
     client = _cvat_client(args)

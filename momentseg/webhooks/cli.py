@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import threading
 
 
@@ -173,15 +172,9 @@ def _run_worker(args: argparse.Namespace) -> int:
     print(f"worker {queue.worker} on {'Redis' if settings.redis_url else settings.queue_path}: {len(requeued)} "
           f"unfinished runs re-queued; leases of {settings.lease_seconds:g} s", flush=True)
     consumer = queue.consumer(args.workers)
+    queue.stopping = consumer.stop_flag  # set on SIGTERM: a run not yet writing is handed back
     stop = threading.Event()
     queue.housekeeping(stop)
-    graceful = signal.getsignal(signal.SIGTERM)
-
-    def on_sigterm(signum, frame):  # a run that has not started writing is handed back; huey then stops
-        queue.stopping.set()
-        graceful(signum, frame)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         consumer.run()
     finally:
@@ -201,23 +194,26 @@ def _queue_settings(args: argparse.Namespace):
     return WebhookSettings.from_env(env, endpoint=False)
 
 
-def run_batch(args: argparse.Namespace, client) -> int:
-    """Queue one run per task of ``--project`` or ``--tasks``; follow them unless ``--detach``."""
+def run_batch(args: argparse.Namespace, connect) -> int:
+    """Queue one run per task of ``--project`` or ``--tasks`` (``connect``: the caller's CVAT client, made
+    once the input was checked); follow them unless ``--detach``."""
     from pathlib import Path
     from urllib.parse import urlsplit
 
     from momentseg.errors import MomentSegError
     from momentseg.webhooks import batch
 
+    settings = _queue_settings(args)
     if args.project is not None:
         if not args.prompt:
             raise MomentSegError("give --prompt, the description of the object to find in each task")
+        client = connect()
         rows = batch.project_rows(client, args.project, args.label, args.prompt)
         name = args.batch or f"project-{args.project}"
     else:
         rows = batch.rows_from_file(args.tasks)
         name = args.batch or Path(args.tasks).stem
-    settings = _queue_settings(args)
+        client = connect()
     queue = open_queue(settings)
     user = client.api_client.users_api.retrieve_self(_request_timeout=(10.0, 30.0))[0].username
     queued, kept = batch.queue_batch(queue, name, rows, host=urlsplit(client.api_client.configuration.host).netloc,
