@@ -62,7 +62,9 @@ def test_about_declares_the_options_and_limits(cvat, tmp_path):
     about = browser(service.app).get("/momentseg/api/about").json()
     options = {o["name"]: o for o in about["options"]}
     assert options["keyframes"]["default"] == 8 and options["keyframes"]["type"] == "integer"
+    assert options["keyframes"]["minimum"] == 1 and options["lam"]["symbol"] == "λ"
     assert options["sampling"]["choices"] and "mcs" in options["sampling"]["choices"]
+    assert "label" not in options and "output" not in options  # fields of the run's body
     assert options["bidirectional"]["type"] == "boolean" and about["limits"]["max_prompt_chars"] == 1000
     assert about["limits"]["max_frames"] > 0 and about["version"]
 
@@ -108,7 +110,8 @@ def test_who_may_start_a_run_follows_cvats_rules(cvat, tmp_path, people):
     ({"prompt": None}, "prompt"), ({"prompt": "  "}, "prompt"), ({"label": 3}, "label"), ({"task": "42"}, "task"),
     ({"output": "box"}, "output"), ({"frames": {"start": 5, "stop": 2}}, "frames"), ({"kind": "segment"}, "kind"),
     ({"options": {"keyframes": "eight"}}, "options.keyframes"), ({"options": {"keyframes": 500}}, "keyframes"),
-    ({"options": {"tsg_pixels": 10 ** 9}}, "options.tsg_pixels"), ({"create_moment_label": "yes"}, "create_moment_label"),
+    ({"options": {"tsg_pixels": 10 ** 9}}, "options.tsg_pixels"), ({"options": {"nope": 1}}, "options.nope"),
+    ({"options": {"label": "cat"}}, "field of the body"), ({"create_moment_label": "yes"}, "create_moment_label"),
 ])
 def test_a_bad_body_is_400_naming_the_field(cvat, tmp_path, people, change, field):
     service = api(cvat, tmp_path)

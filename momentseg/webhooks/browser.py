@@ -27,6 +27,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from momentseg import __version__
+from momentseg.errors import InvalidInputError
+from momentseg.options import check_value, declaration, describe_options
 from momentseg.serve import HTTPError, ServeSettings, read_body
 from momentseg.webhooks.config import WebhookSettings
 from momentseg.webhooks.queue import WebhookQueue, task_of
@@ -39,9 +41,7 @@ MAX_BODY_BYTES = 64 * 1024
 CSRF_HEADER = "X-Requested-With"
 CSRF_VALUE = "momentseg"
 FORWARDED_COOKIES = ("sessionid", "csrftoken")
-# the method options a person may set from the browser (the pixel budgets stay the operator's)
-BROWSER_OPTIONS = ("keyframes", "sampling", "threshold", "lam", "anchored_updating", "adaptive_cleaning",
-                   "bidirectional", "moment_rule", "window")
+BODY_FIELDS = ("label", "output")  # options given as fields of the run's body
 EDITING_ORG_ROLES = ("owner", "maintainer")
 
 
@@ -161,60 +161,21 @@ def _field(body: dict, name: str, kind, required: bool = True, allow_none: bool 
     return value
 
 
-def option_declarations() -> list[dict[str, Any]]:
-    """The method options a browser may set: name, type, default, choices, help (from the command line's
-    declarations and SegmentOptions' defaults)."""
-    from momentseg.cli import build_parser
-    from momentseg.pipeline import SegmentOptions
-
-    defaults = SegmentOptions()
-    parser = build_parser()
-    actions = {}
-    for sub in parser._subparsers._group_actions[0].choices["segment"]._actions:
-        name = sub.dest[3:] if sub.dest.startswith("no_") else sub.dest
-        actions[name] = sub
-    declared = []
-    for name in BROWSER_OPTIONS:
-        default = getattr(defaults, name)
-        action = actions.get(name)
-        entry = {"name": name, "type": "boolean" if isinstance(default, bool) else
-                 "integer" if isinstance(default, int) or name == "window" else
-                 "number" if isinstance(default, float) else "string", "default": default,
-                 "help": (action.help if action is not None and action.help else name.replace("_", " "))}
-        if action is not None and action.choices:
-            entry["choices"] = sorted(action.choices)
-        if entry["type"] == "number":
-            entry.update(minimum=0.0, maximum=1.0)
-        declared.append(entry)
-    return declared
-
-
 def checked_options(value: Any) -> dict[str, Any]:
-    """The ``options`` of a run body, checked as the model will check them (400 names the option)."""
-    from momentseg.errors import InvalidInputError
-    from momentseg.pipeline import SegmentOptions
-
+    """The ``options`` of a run body, each checked against its declaration (400 names the option)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise HTTPError(400, "bad_request", "'options' must be an object of option names and values")
-    unknown = sorted(set(value) - set(BROWSER_OPTIONS))
-    if unknown:
-        raise HTTPError(400, "bad_request", f"'options.{unknown[0]}' is not an option the browser may set (these "
-                        f"are: {', '.join(BROWSER_OPTIONS)})")
-    defaults = SegmentOptions()
     for name, given in value.items():
-        default = getattr(defaults, name)
-        kind = bool if isinstance(default, bool) else (int if name in ("keyframes", "window") else type(default))
-        ok = (isinstance(given, bool) if kind is bool else isinstance(given, (int, float)) and not isinstance(
-            given, bool) if kind is float else isinstance(given, int) and not isinstance(given, bool)
-            if kind is int else isinstance(given, kind)) or (name == "window" and given is None)
-        if not ok:
-            raise HTTPError(400, "bad_request", f"'options.{name}' must be a {kind.__name__}")
-    try:
-        SegmentOptions(**value)
-    except InvalidInputError as error:
-        raise HTTPError(400, "bad_request", f"'options': {error}") from None
+        declared = declaration(name)
+        if declared is None or name in BODY_FIELDS:
+            raise HTTPError(400, "bad_request", f"'options.{str(name)[:40]}' is not a method option (the list: "
+                            f"GET {PREFIX}/about{'; it is a field of the body' if name in BODY_FIELDS else ''})")
+        try:
+            check_value(declared, given)
+        except InvalidInputError as error:
+            raise HTTPError(400, "bad_request", f"'options.{name}': {error}") from None
     return dict(value)
 
 
@@ -320,8 +281,8 @@ def runs_routes(settings: WebhookSettings, queue: WebhookQueue, cvat_url: str,
         from momentseg.pipeline import MAX_PROMPT_CHARS
         from momentseg.service import Limits
 
-        declarations = await run_in_threadpool(option_declarations)
-        return JSONResponse({"version": __version__, "options": declarations,
+        return JSONResponse({"version": __version__, "options": [o for o in describe_options()
+                                                                 if o["name"] not in BODY_FIELDS],
                              "limits": {"max_frames": Limits.from_env(os.environ).max_frames,
                                         "max_prompt_chars": MAX_PROMPT_CHARS}})
 
