@@ -105,6 +105,8 @@ class RedisLeases(Leases):
         for name in self.held():
             with self._guard:
                 lock = self._held.get(name)
+            if lock is None:  # released meanwhile
+                continue
             try:
                 lock.extend(self.seconds, replace_ttl=True)
             except (LockError, RedisError) as error:

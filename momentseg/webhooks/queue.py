@@ -307,7 +307,10 @@ class WebhookQueue:
 
         def renew():
             while not stop.wait(seconds / 3):
-                self.leases.renew()
+                try:
+                    self.leases.renew()
+                except Exception as error:  # never let the renewal stop: the leases would expire unseen
+                    log.warning("lease renewal failed: %s: %s", type(error).__name__, error)
 
         def look_after():
             last_prune = 0.0
