@@ -300,6 +300,8 @@ def _run_cvat_annotate(args: argparse.Namespace) -> int:
         return run_batch(args, lambda: _cvat_client(args))
     if not args.prompt:
         raise MomentSegError("give --prompt, the description of the object to find")
+    if not (args.function or args.checkpoint):
+        raise MomentSegError("give --function URL (the deployed function or momentseg serve) or --checkpoint PATH")
     client = _cvat_client(args)
     options = options_from_args(args)
     summary = annotate_task(client, args.task, args.prompt, options.label, _runner(args, client),
@@ -370,9 +372,9 @@ def _add_cvat_connection(parser: argparse.ArgumentParser) -> None:
                        "CVAT_PASSWORD (default: CVAT_CREDENTIALS_FILE)")
 
 
-def _add_runner_options(parser: argparse.ArgumentParser) -> None:
+def _add_runner_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
     group = parser.add_argument_group("where the model runs (one of --function, --checkpoint)")
-    where = group.add_mutually_exclusive_group(required=True)
+    where = group.add_mutually_exclusive_group(required=required)
     where.add_argument("--function", help="URL of the deployed function or of momentseg serve")
     where.add_argument("--checkpoint", help="run the model in this process from this checkpoint folder or hub id")
     group.add_argument("--device", help="cuda or cpu, with --checkpoint (default: cuda when present)")
@@ -433,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("--create-attributes", action="store_true",
                           help="add the object/prompt/MCS/momentseg attributes to the label (see docs/cvat.md)")
     _add_cvat_connection(annotate)
-    _add_runner_options(annotate)
+    _add_runner_options(annotate, required=False)  # a batch runs on the queue's workers
     add_option_flags(annotate)
     from momentseg.webhooks.cli import add_batch_options
 
