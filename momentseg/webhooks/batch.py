@@ -79,9 +79,10 @@ def run_key(batch: str, task: int) -> str:
 
 
 def queue_batch(queue: WebhookQueue, batch: str, rows: list[BatchRow], *, host: str, user: str,
-                output: str = "mask", moment_label: str | None = None,
-                create_labels: bool = False) -> tuple[list[str], list[str]]:
-    """Queue one run per row; (keys queued now, keys already done or under way)."""
+                output: str = "mask", moment_label: str | None = None, create_labels: bool = False,
+                options: dict[str, Any] | None = None) -> tuple[list[str], list[str]]:
+    """Queue one run per row (``options``: method options over the workers' own); (keys queued now, keys
+    already done or under way)."""
     if len({row.task for row in rows}) != len(rows):
         raise InvalidInputError("a batch runs once per task: a task is listed twice")
     waiting = queue.waiting()
@@ -95,7 +96,7 @@ def queue_batch(queue: WebhookQueue, batch: str, rows: list[BatchRow], *, host: 
         record, fresh = queue.receive(key, dict(
             command="segment", source="batch", batch=batch, task_id=row.task, label=row.label, prompt=row.prompt,
             object_id=None, output=output, moment_label=moment_label, create_labels=create_labels, user=user,
-            host=host))
+            host=host, options=options or {}))
         if not fresh and record["state"] in ("failed", "cancelled"):  # resuming: try it again
             queue.huey.delete(CANCEL_PREFIX + key)
             record.update(state="received", error=None, percent=0, stage=None)

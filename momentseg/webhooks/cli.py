@@ -201,6 +201,7 @@ def run_batch(args: argparse.Namespace, connect) -> int:
     from urllib.parse import urlsplit
 
     from momentseg.errors import MomentSegError
+    from momentseg.options import given_options, options_from_args
     from momentseg.webhooks import batch
 
     settings = _queue_settings(args)
@@ -208,7 +209,7 @@ def run_batch(args: argparse.Namespace, connect) -> int:
         if not args.prompt:
             raise MomentSegError("give --prompt, the description of the object to find in each task")
         client = connect()
-        rows = batch.project_rows(client, args.project, args.label, args.prompt)
+        rows = batch.project_rows(client, args.project, options_from_args(args).label, args.prompt)
         name = args.batch or f"project-{args.project}"
     else:
         rows = batch.rows_from_file(args.tasks)
@@ -217,7 +218,8 @@ def run_batch(args: argparse.Namespace, connect) -> int:
     queue = open_queue(settings)
     user = client.api_client.users_api.retrieve_self(_request_timeout=(10.0, 30.0))[0].username
     queued, kept = batch.queue_batch(queue, name, rows, host=urlsplit(client.api_client.configuration.host).netloc,
-                                     user=user, output="polygon" if args.polygons else "mask",
+                                     user=user, output=options_from_args(args).output, options={
+                                         k: v for k, v in given_options(args).items() if k not in ("label", "output")},
                                      moment_label=args.moment_label, create_labels=args.create_labels)
     print(f"batch {name}: {len(queued)} runs queued, {len(kept)} already done or under way "
           f"(follow: momentseg webhooks runs --batch {name} --watch)", flush=True)
