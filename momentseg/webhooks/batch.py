@@ -89,7 +89,7 @@ def queue_batch(queue: WebhookQueue, batch: str, rows: list[BatchRow], *, host: 
     new = [row for row in rows if (queue.get(run_key(batch, row.task)) or {}).get("state") not in ACTIVE + ("done",)]
     if waiting + len(new) > queue.max_waiting:
         raise InvalidInputError(f"the queue holds {waiting} waiting runs; {len(new)} more would pass its limit of "
-                                f"{queue.max_waiting} (MOMENTSEG_MAX_WAITING_RUNS)")
+                                f"{queue.max_waiting} (MOMENTSEG_QUEUE_MAX_WAITING)")
     queued, kept = [], []
     for row in rows:
         key = run_key(batch, row.task)

@@ -73,7 +73,7 @@ class WebhookSettings:
             create_labels=env.get("MOMENTSEG_WEBHOOK_CREATE_LABELS", "").lower() in ("1", "true", "yes"),
             lease_seconds=_number(env, "MOMENTSEG_LEASE_SECONDS", float, LEASE_SECONDS),
             retention_days=_number(env, "MOMENTSEG_RUN_RETENTION_DAYS", float, RETENTION_DAYS),
-            max_waiting=_number(env, "MOMENTSEG_MAX_WAITING_RUNS", int, MAX_WAITING),
+            max_waiting=_number(env, "MOMENTSEG_QUEUE_MAX_WAITING", int, MAX_WAITING),
             token=_secret(env, "MOMENTSEG_WEBHOOK_TOKEN"),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
