@@ -11,15 +11,19 @@ stays flat in the video's length.
 
 from __future__ import annotations
 
+import abc
+import contextlib
 import itertools
 import os
 import tempfile
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterator, Sequence
+from typing import Any, Protocol, Self, runtime_checkable
 
 import av
 import cv2
@@ -38,25 +42,44 @@ SPILL_JPEG_QUALITY = 95
 BASE = ""  # the view name of the frames themselves
 
 
-class FrameSource(Sequence[np.ndarray]):
-    """A video as a lazily decoded sequence of frames."""
+class FrameSource(abc.ABC):
+    """A video as a lazily decoded sequence of frames, read one index at a time (no slices: a slice of a
+    video would decode all of it at once)."""
 
     fps: float
     names: list[str]
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+    @abc.abstractmethod
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[index] for index in range(len(self)))
 
     @property
     def size(self) -> tuple[int, int]:
         """(height, width) of every frame."""
         return self[0].shape[:2]
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (not abstract: most sources hold nothing to release)
         """Release files and threads; a no-op for sources that hold none."""
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@runtime_checkable
+class SequentialSource(Protocol):
+    """A source read fastest front to back (a video file): :class:`FrameStore` decodes it on a thread."""
+
+    def iter_frames(self) -> Iterator[np.ndarray]:
+        """Every frame, front to back, each decoded once."""
+        ...
 
 
 def _check_frame(frame, index: int, expected: tuple[int, int] | None) -> np.ndarray:
@@ -113,7 +136,7 @@ class VideoFile(FrameSource):
         self.names = [f"{i:05d}" for i in range(self._count)]
         self.decodes = 0
         self._size = (height, width) if height and width else None
-        self._container = None  # opened on the first indexed read
+        self._container: av.container.InputContainer | None = None  # opened on the first indexed read
         self._timestamps: list[int | None] = []  # pts of each frame read by index so far, to seek back to it
         self._reader: Iterator[tuple[int | None, np.ndarray]] | None = None
         self._next = 0
@@ -121,7 +144,7 @@ class VideoFile(FrameSource):
     def __len__(self) -> int:
         return self._count
 
-    def _decode(self, container) -> Iterator[tuple[int | None, np.ndarray]]:
+    def _decode(self, container: av.container.InputContainer) -> Iterator[tuple[int | None, np.ndarray]]:
         stream = container.streams.video[0]
         try:
             for frame in container.decode(stream):
@@ -147,9 +170,10 @@ class VideoFile(FrameSource):
             raise IndexError(index)
         if self._container is None:
             self._container = _open_container(self.path)
-        if self._reader is None or index < self._next:
-            self._seek(index)
-        for pts, frame in self._reader:
+        reader = self._reader
+        if reader is None or index < self._next:
+            reader = self._seek(self._container, index)
+        for pts, frame in reader:
             position = self._next
             if position == len(self._timestamps):
                 self._timestamps.append(pts)
@@ -159,19 +183,20 @@ class VideoFile(FrameSource):
                 return frame
         raise InvalidInputError(f"frame {index} cannot be decoded: '{self.path}' ends after {self._next} frames")
 
-    def _seek(self, index: int) -> None:
+    def _seek(self, container: av.container.InputContainer, index: int) -> Iterator[tuple[int | None, np.ndarray]]:
         """Position the reader at the keyframe before ``index`` (known by the timestamps read so far)."""
         target = self._timestamps[index] if index < len(self._timestamps) else None
         if target is not None:
-            self._container.seek(target, stream=self._container.streams.video[0], backward=True)
-            reader = self._decode(self._container)
-            first_pts, first = next(reader, (None, None))
-            if first_pts is not None and first_pts in self._timestamps[:index + 1]:
-                self._reader = itertools.chain([(first_pts, first)], reader)
-                self._next = self._timestamps.index(first_pts)
-                return
-        self._container.seek(0)
-        self._reader, self._next = self._decode(self._container), 0
+            container.seek(target, stream=container.streams.video[0], backward=True)
+            reader = self._decode(container)
+            first = next(reader, None)
+            if first is not None and first[0] is not None and first[0] in self._timestamps[:index + 1]:
+                self._reader = itertools.chain([first], reader)
+                self._next = self._timestamps.index(first[0])
+                return self._reader
+        container.seek(0)
+        self._reader, self._next = self._decode(container), 0
+        return self._reader
 
     def close(self) -> None:
         if self._container is not None:
@@ -179,7 +204,7 @@ class VideoFile(FrameSource):
             self._container = None
 
 
-def _open_container(path: Path):
+def _open_container(path: Path) -> av.container.InputContainer:
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError) as error:
@@ -191,7 +216,7 @@ def _open_container(path: Path):
     return container
 
 
-def _count_packets(container) -> int:
+def _count_packets(container: av.container.InputContainer) -> int:
     """Frame count of a container that does not store it (e.g. WebM): count packets without decoding."""
     return sum(1 for packet in container.demux(container.streams.video[0]) if packet.size)
 
@@ -235,7 +260,7 @@ class _Spill:
     """Evicted frames of a run, JPEG-encoded in one unlinked temp file (gone when closed or on exit)."""
 
     def __init__(self, folder: str | Path | None, quality: int):
-        self._file = tempfile.TemporaryFile(dir=folder, prefix="momentseg-frames-")
+        self._file = tempfile.TemporaryFile(dir=folder, prefix="momentseg-frames-")  # noqa: SIM115 (closed in close())
         self._quality = quality
         self._where: dict[int, tuple[int, int]] = {}
         self._end = 0
@@ -245,7 +270,8 @@ class _Spill:
         return index in self._where
 
     def write(self, index: int, frame: np.ndarray) -> None:
-        ok, data = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, self._quality])
+        bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self._quality])
         if not ok:
             raise RuntimeError(f"frame {index} cannot be JPEG-encoded for the spill file")
         with self._lock:
@@ -257,7 +283,10 @@ class _Spill:
     def read(self, index: int) -> np.ndarray:
         offset, length = self._where[index]
         data = np.frombuffer(os.pread(self._file.fileno(), length, offset), np.uint8)
-        return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise RuntimeError(f"frame {index} cannot be read back from the spill file")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     @property
     def bytes(self) -> int:
@@ -274,11 +303,11 @@ class _Cache:
         self.budget = budget
         self.spill = spill
         self.bytes = 0
-        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._items: OrderedDict[tuple[str, int], tuple[Any, int]] = OrderedDict()  # (view, frame): (value, bytes)
         self._spilling: dict[int, np.ndarray] = {}  # evicted, being written to the spill
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable) -> Any | None:
+    def get(self, key: tuple[str, int]) -> Any | None:
         with self._lock:
             item = self._items.get(key)
             if item is not None:
@@ -288,13 +317,14 @@ class _Cache:
                 return self._spilling.get(key[1])
         return None
 
-    def __contains__(self, key: Hashable) -> bool:
+    def __contains__(self, key: tuple[str, int]) -> bool:
         with self._lock:
             return key in self._items
 
-    def put(self, key: Hashable, value: Any) -> None:
+    def put(self, key: tuple[str, int], value: Any) -> None:
         size = _nbytes(value)
-        to_spill = []
+        spill = self.spill
+        to_spill: list[tuple[int, np.ndarray]] = []
         with self._lock:
             if key in self._items:
                 self.bytes -= self._items.pop(key)[1]
@@ -303,11 +333,13 @@ class _Cache:
             while self.bytes > self.budget and len(self._items) > 1:
                 (name, index), (evicted, evicted_size) = self._items.popitem(last=False)
                 self.bytes -= evicted_size
-                if name == BASE and self.spill is not None and index not in self.spill:
+                if name == BASE and spill is not None and index not in spill:
                     self._spilling[index] = evicted
                     to_spill.append((index, evicted))
+        if spill is None:  # then nothing was set aside to spill
+            return
         for index, frame in to_spill:
-            self.spill.write(index, frame)
+            spill.write(index, frame)
             with self._lock:
                 self._spilling.pop(index, None)  # another thread may have evicted and spilled it too
 
@@ -339,7 +371,7 @@ class _Decoder:
         try:
             for index in range(length):
                 with self._condition:
-                    self._condition.wait_for(lambda: self._closed or index <= self._wanted + self._ahead)
+                    self._condition.wait_for(partial(self._may_decode, index))
                     if self._closed:
                         return
                 frame = next(frames, None)
@@ -358,6 +390,10 @@ class _Decoder:
             with self._condition:
                 self.done = True
                 self._condition.notify_all()
+
+    def _may_decode(self, index: int) -> bool:
+        """Closed (to stop), or ``index`` is within the run-ahead of the furthest frame asked for."""
+        return self._closed or index <= self._wanted + self._ahead
 
     def wait_for(self, index: int) -> None:
         """Block until frame ``index`` is decoded; raise if the source ends or fails first."""
@@ -386,7 +422,7 @@ class _Decoder:
         return self._thread.is_alive()
 
 
-class FrameView(Sequence[Any]):
+class FrameView:
     """A store's frames through the transform registered under ``name``, each computed once and cached."""
 
     def __init__(self, store: FrameStore, name: str):
@@ -397,6 +433,9 @@ class FrameView(Sequence[Any]):
 
     def __getitem__(self, index: int) -> Any:
         return self.store._item(self.name, index)
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self[index] for index in range(len(self)))
 
 
 def _release(decoder: _Decoder | None, prefetcher: ThreadPoolExecutor, cache: _Cache, spill: _Spill | None) -> None:
@@ -430,10 +469,11 @@ class FrameStore(FrameSource):
             raise InvalidInputError("the video has no frames")
         self.names = list(getattr(source, "names", None) or [f"{i:05d}" for i in range(self._length)])
         self.prefetch = prefetch
-        sequential = hasattr(source, "iter_frames")
+        sequential = isinstance(source, SequentialSource)
         self._spill = _Spill(spill_dir, spill_quality) if sequential else None
         self._cache = _Cache(cache_bytes, self._spill)
-        self._decoder = _Decoder(source.iter_frames(), self._length, self._cache) if sequential else None
+        self._decoder = (_Decoder(source.iter_frames(), self._length, self._cache)
+                         if isinstance(source, SequentialSource) else None)
         self._reads = 0
         self._transforms: dict[str, Callable[[np.ndarray], Any]] = {}  # no views: they hold the store, not back
         self._last: dict[str, int] = {}
@@ -522,6 +562,7 @@ class FrameStore(FrameSource):
         return frame if frame is not None else self._compute(BASE, index)
 
     def _sequential_frame(self, index: int) -> np.ndarray:
+        assert self._spill is not None and self._decoder is not None, "only a sequential source has a decoder"
         for _ in range(2):
             frame = self._cache.get((BASE, index))
             if frame is not None:
@@ -556,10 +597,8 @@ class FrameStore(FrameSource):
 
     def _fill_quietly(self, key: tuple[str, int], future: Future) -> None:
         """A prefetch: its error, if any, reaches whoever asks for the item."""
-        try:
+        with contextlib.suppress(BaseException):
             self._fill(key, future)
-        except BaseException:
-            pass
 
     @property
     def threads_alive(self) -> bool:
