@@ -96,6 +96,13 @@ def _mask(data: ExportSet, obj: ExportObject, frame: int) -> np.ndarray | None:
     return mask if mask.any() else None
 
 
+def _box(mask: np.ndarray) -> list[int]:
+    """[x, y, width, height] of a mask from :func:`_mask`, which is never empty."""
+    box = bbox(mask)
+    assert box is not None, "_mask returns only non-empty masks"
+    return list(box)
+
+
 def _categories(data: ExportSet) -> dict[str, int]:
     labels = sorted({o.label for o in data.objects}) or ["object"]
     return {label: i + 1 for i, label in enumerate(labels)}
@@ -106,24 +113,24 @@ def to_coco(data: ExportSet) -> dict:
     per-frame mask shapes of them —, a track's polygons with ``track_id`` and ``keyframe`` (a polygon track)."""
     names = coco_file_names(data)
     category = _categories(data)
-    annotations = []
+    annotations: list[dict] = []
     for track_id, obj in enumerate(data.objects):
         for frame in sorted(obj.shapes):
             shape = obj.shapes[frame]
             mask = _mask(data, obj, frame)
             if mask is None:
                 continue
-            x, y, w, h = bbox(mask)
             attributes: dict = {"occluded": False, **obj.attributes.get(frame, {})}
             if obj.track:
                 attributes.update(track_id=track_id, keyframe=shape.keyframe)
+            segmentation: list[list[float]] | dict
             if shape.type == "polygon":
                 segmentation, crowd = [[float(p) for p in shape.points]], 0
             else:
                 segmentation, crowd = to_coco_rle(mask), 1
             annotations.append({
                 "id": len(annotations) + 1, "image_id": frame + 1, "category_id": category[obj.label],
-                "segmentation": segmentation, "area": int(mask.sum()), "bbox": [x, y, w, h], "iscrowd": crowd,
+                "segmentation": segmentation, "area": int(mask.sum()), "bbox": _box(mask), "iscrowd": crowd,
                 "attributes": attributes,
             })
     return {
@@ -148,7 +155,7 @@ def to_youtube_vis(data: ExportSet, video_name: str = "video") -> dict:
             "id": index + 1, "video_id": 1, "category_id": category[obj.label], "iscrowd": 0,
             "width": data.width, "height": data.height, "length": 1,
             "segmentations": [None if m is None else to_coco_rle(m) for m in masks],
-            "bboxes": [None if m is None else list(bbox(m)) for m in masks],
+            "bboxes": [None if m is None else _box(m) for m in masks],
             "areas": [None if m is None else int(m.sum()) for m in masks],
         })
     return {
@@ -169,9 +176,11 @@ def write_refvos_pngs(data: ExportSet, out: str | Path, video_name: str = "video
     stems = source_frame_stems(data)
     objects = data.objects or [ExportObject(0, "object", data.prompt, False, {})]
     ids = expression_ids or [str(o.object_id) for o in objects]
+    if len(ids) != len(objects):
+        raise InvalidInputError(f"one expression id per object is needed: {len(objects)} objects, {len(ids)} ids")
     empty = np.zeros((data.height, data.width), bool)
     expressions = {}
-    for obj, expression_id in zip(objects, ids):
+    for obj, expression_id in zip(objects, ids, strict=True):
         expression = safe_name(expression_id, "0")
         folder = _inside(root, root / "Annotations" / video / expression)
         folder.mkdir(parents=True, exist_ok=True)

@@ -53,9 +53,9 @@ def frame_query_similarity(find_embedding, temporal_embeddings, tau: float = DEF
     if _is_torch(find_embedding):
         import torch.nn.functional as F
 
-        f = F.normalize(find_embedding.float(), dim=-1)
-        v = F.normalize(temporal_embeddings.float(), dim=-1)
-        return f @ v.transpose(-1, -2) / tau
+        find = F.normalize(find_embedding.float(), dim=-1)
+        frames = F.normalize(temporal_embeddings.float(), dim=-1)
+        return find @ frames.transpose(-1, -2) / tau
     f = np.asarray(find_embedding, dtype=np.float64)
     v = np.asarray(temporal_embeddings, dtype=np.float64)
     f = f / np.maximum(np.linalg.norm(f, axis=-1, keepdims=True), 1e-12)
@@ -160,7 +160,7 @@ def _as_probabilities(probs) -> np.ndarray:
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     edges = np.flatnonzero(np.diff(np.concatenate([[False], mask, [False]]).astype(np.int8)))
-    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
 def longest_moment(probs, theta: float = DEFAULT_THETA) -> tuple[int, int]:

@@ -7,8 +7,8 @@ and Ref-DAVIS17 share; the aggregations follow each benchmark's script.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -137,7 +137,7 @@ def revos_scores(per_expression: Sequence[JF], type_ids: Sequence[int]) -> dict[
     if len(per_expression) != len(type_ids):
         raise InvalidInputError("one type id per expression is needed")
     groups: dict[int, list[JF]] = {0: [], 1: []}
-    for score, type_id in zip(per_expression, type_ids):
+    for score, type_id in zip(per_expression, type_ids, strict=True):
         if type_id in groups:
             groups[type_id].append(JF(round(100 * score.j, 2), round(100 * score.f, 2)))
     referring = mevis_scores(groups[0]) if groups[0] else JF(math.nan, math.nan)
@@ -177,7 +177,7 @@ def tsg_metrics(
     """R@1 at IoU ≥ m for each threshold m, and mIoU, in percent (Charades-STA / ActivityNet)."""
     if len(pred_spans) != len(gt_spans) or not pred_spans:
         raise InvalidInputError("pred_spans and gt_spans must be non-empty and of equal length")
-    ious = np.array([temporal_iou(p, g) for p, g in zip(pred_spans, gt_spans)])
+    ious = np.array([temporal_iou(p, g) for p, g in zip(pred_spans, gt_spans, strict=True)])
     result = {f"R@{m}": float(100 * np.mean(ious >= m)) for m in thresholds}
     result["mIoU"] = float(100 * ious.mean())
     return result

@@ -13,19 +13,20 @@ since the last clear; a clear removes the non-conditioning outputs within ±7 fr
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Protocol
 
 from momentseg.errors import InvalidInputError
 
 __all__ = [
+    "OFFICIAL_CLEAR_REACH",
+    "SCORES",
     "Anchor",
     "AnchorDecision",
     "BAPOptions",
     "BidirectionalAnchorPropagation",
-    "OFFICIAL_CLEAR_REACH",
     "PropagatedFrame",
-    "SCORES",
     "TrackedFrame",
     "Tracker",
     "anchor_update",
@@ -129,7 +130,7 @@ class BAPOptions:
     prompt_score: Callable[[float, float], float] = object_presence
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.lam:
+        if not self.lam >= 0.0:  # NaN too
             raise InvalidInputError(f"lambda must be >= 0, got {self.lam}")
         if self.clear_reach is not None and self.clear_reach < 0:
             raise InvalidInputError(f"clear_reach must be >= 0 or None, got {self.clear_reach}")
@@ -214,16 +215,16 @@ class BidirectionalAnchorPropagation:
         side = [a for f, a in sorted(self._anchors.items(), reverse=reverse) if (f - self.start) * step >= 0]
         memory = {a.frame for a in side if self._is_memory(a)}
         self.tracker.reset()
-        for anchor in side:
-            if anchor.frame in memory:
-                self.tracker.condition(anchor.frame, anchor.mask)
+        for remembered in side:
+            if remembered.frame in memory:
+                self.tracker.condition(remembered.frame, remembered.mask)
         scores: list[float] = []  # S^t of the frames tracked since the last clear
         for frame in range(self.start, stop, step):
             anchor = self._anchors.get(frame) if (frame - self.start) * step >= 0 else None
-            if anchor is not None and frame != self.start and (frame in memory or self.options.adaptive_cleaning):
-                if self._decide(anchor, scores, reverse, frame in memory):
-                    scores = []
-                    memory.add(frame)
+            if (anchor is not None and frame != self.start and (frame in memory or self.options.adaptive_cleaning)
+                    and self._decide(anchor, scores, reverse, frame in memory)):
+                scores = []
+                memory.add(frame)
             if anchor is not None and frame in memory:
                 if not (reverse and frame == self.start):  # the start frame's output comes from the forward pass
                     yield PropagatedFrame(frame, anchor.mask, self._prompt_score(anchor), anchor=True,

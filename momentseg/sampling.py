@@ -8,7 +8,7 @@ np.ndarray`` and returns sorted, distinct frame indices, exactly ``min(k, T)`` o
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
@@ -19,8 +19,8 @@ from momentseg.errors import InvalidInputError
 OFFICIAL_WINDOW = 5
 
 __all__ = [
-    "SAMPLERS",
     "OFFICIAL_WINDOW",
+    "SAMPLERS",
     "default_window",
     "first_k",
     "inverse_cdf_samples",
@@ -116,7 +116,7 @@ def split_budget(smoothed: np.ndarray, center: int, rest: int) -> tuple[int, int
         mass_left, mass_right = center, smoothed.size - 1 - center
     if mass_left + mass_right == 0:
         return 0, 0
-    k_left = int(round(rest * mass_left / (mass_left + mass_right)))
+    k_left = round(rest * mass_left / (mass_left + mass_right))
     return k_left, rest - k_left
 
 

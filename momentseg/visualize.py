@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Literal
 
 import av
 import cv2
@@ -20,7 +21,7 @@ KEYFRAME_RGB = (255, 210, 0)
 CENTER_RGB = (255, 255, 255)
 TIMELINE_HEIGHT = 10
 # browsers' <video> decode H.264 in yuv420p only; x264 where PyAV has it, else FFmpeg's own H.264 encoder
-H264_ENCODER = "libx264" if "libx264" in av.codecs_available else "h264"
+H264_ENCODER: Literal["libx264", "h264"] = "libx264" if "libx264" in av.codecs_available else "h264"
 
 
 def overlay_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -41,7 +42,8 @@ def overlay_frame(frame: np.ndarray, mask: np.ndarray | None, index: int, result
     in_moment = result.moment is not None and result.moment.start_frame <= index <= result.moment.end_frame
     if keyframe:
         cv2.rectangle(image, (1, 1), (width - 2, height - 2), KEYFRAME_RGB, 3)
-    label = f"frame {index}  {index / result.fps:.2f}s" + ("  moment" if in_moment else "") + ("  keyframe" if keyframe else "")
+    label = f"frame {index}  {index / result.fps:.2f}s"
+    label += ("  moment" if in_moment else "") + ("  keyframe" if keyframe else "")
     (text_width, text_height), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.55, 1)
     cv2.rectangle(image, (4, 4), (12 + text_width, 12 + text_height + baseline), (0, 0, 0), -1)
     cv2.putText(image, label, (8, 8 + text_height), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
@@ -111,7 +113,7 @@ def similarity_figure(result: SegmentResult) -> Figure:
     axes.set_xlabel("frame")
     axes.set_ylabel("similarity")
     fps = result.fps
-    seconds = axes.secondary_xaxis("top", functions=(lambda f: f / fps, lambda s: s * fps))
+    seconds = axes.secondary_xaxis("top", functions=(lambda f: np.asarray(f) / fps, lambda s: np.asarray(s) * fps))
     seconds.set_xlabel("seconds")
     figure.legend(loc="outside right upper", fontsize="small")  # outside: never hides the curve
     return figure

@@ -13,7 +13,7 @@ from pathlib import Path
 from momentseg.data import activitynet, charades, cvat_export, mevis, ref_youtube_vos, revos
 from momentseg.data.entries import DataError, GroundingEntry, ReferringEntry
 
-__all__ = ["DataError", "DataSpec", "GroundingEntry", "READERS", "ReferringEntry", "load_entries", "parse_data_spec"]
+__all__ = ["READERS", "DataError", "DataSpec", "GroundingEntry", "ReferringEntry", "load_entries", "parse_data_spec"]
 
 READERS = {
     "charades-sta": charades,

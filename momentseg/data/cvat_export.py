@@ -42,8 +42,9 @@ def _moment(info: dict, entry: str) -> tuple[int, int] | None:
 
 def _prompt(info: dict, entry: str, data: dict) -> str:
     prompt = str(info.get("prompt") or "").strip()
-    per_object = [a for a in data.get("annotations", []) if a.get("prompt") or (a.get("attributes") or {}).get("prompt")]
-    if not prompt and len(per_object) < len(data.get("annotations", [])):
+    annotations = data.get("annotations", [])
+    per_object = [a for a in annotations if a.get("prompt") or (a.get("attributes") or {}).get("prompt")]
+    if not prompt and len(per_object) < len(annotations):
         raise DataError(f"{entry}: info.prompt is missing: export with momentseg export (it writes the prompt)")
     return prompt
 
@@ -101,8 +102,9 @@ def _read_youtube_vis(path: Path, data: dict) -> list[ReferringEntry]:
         files = [_frame_path(path.parent, "JPEGImages", name, where) for name in video["file_names"]]
         size = (int(video["height"]), int(video["width"]))
         segmentations = dict(enumerate(annotation["segmentations"]))
+        text = str(annotation.get("prompt") or prompt)
         entries.append(ReferringEntry(
-            KIND, str(video["name"]), str(annotation["id"]), str(annotation.get("prompt") or prompt), tuple(Path(f).stem for f in files),
+            KIND, str(video["name"]), str(annotation["id"]), text, tuple(Path(f).stem for f in files),
             _opener(files, where), _loader(segmentations, size, f"{where}[{annotation['id']}]"), moment=moment,
             fps=FPS))
     return entries

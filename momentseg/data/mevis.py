@@ -6,7 +6,7 @@ is null. ``valid`` has no ``mask_dict.json``: entries without ground truth (pred
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +25,13 @@ class MaskDict:
     def __init__(self, path: Path):
         self.path = path
 
-    @lru_cache(maxsize=1)
+    @cached_property
     def data(self) -> dict:
         return read_json(self.path, "mask dictionary")
 
     def union(self, anno_ids, index: int, size: tuple[int, int], entry: str) -> np.ndarray:
         mask = np.zeros(size, bool)
-        data = self.data()
+        data = self.data
         for anno_id in anno_ids:
             rles = data.get(str(anno_id))
             if rles is None:
@@ -42,7 +42,8 @@ class MaskDict:
             if rles[index] is not None:
                 decoded = from_coco_rle(rles[index])
                 if decoded.shape != size:
-                    raise DataError(f"{entry}: annotation {anno_id} frame {index} is {decoded.shape}, the frame is {size}")
+                    raise DataError(
+                        f"{entry}: annotation {anno_id} frame {index} is {decoded.shape}, the frame is {size}")
                 mask |= decoded
         return mask
 

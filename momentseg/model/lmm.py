@@ -26,8 +26,23 @@ from transformers import (
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from momentseg.model.budgets import IMAGE_MAX_PIXELS, IMAGE_MIN_PIXELS, MAX_NEW_TOKENS, VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS
-from momentseg.model.prompts import FIND_ANSWER, FIND_TOKEN, SEG_ANSWER, SEG_TOKEN, SYSTEM_PROMPT, find_prompt, seg_prompt
+from momentseg.model.budgets import (
+    IMAGE_MAX_PIXELS,
+    IMAGE_MIN_PIXELS,
+    MAX_NEW_TOKENS,
+    VIDEO_MAX_PIXELS,
+    VIDEO_MIN_PIXELS,
+)
+from momentseg.model.prompts import (
+    FIND_ANSWER,
+    FIND_TOKEN,
+    SEG_ANSWER,
+    SEG_TOKEN,
+    SYSTEM_PROMPT,
+    find_prompt,
+    seg_prompt,
+)
+from momentseg.model.qwen_config import text_config, vision_config
 
 PATCH = 28  # a merged 2x2 group of 14-px patches: one LLM token
 VIT_PATCH = 14
@@ -79,7 +94,7 @@ def normalized_frame(frame: np.ndarray, min_pixels: int, max_pixels: int) -> np.
     (PIL bicubic) to multiples of 28 within [min_pixels, max_pixels], /255, CLIP mean/std; float32 [3, h, w]."""
     height, width = frame.shape[:2]
     new_h, new_w = smart_resize(height, width, factor=PATCH, min_pixels=min_pixels, max_pixels=max_pixels)
-    resized = np.asarray(Image.fromarray(frame).resize((new_w, new_h), Image.BICUBIC))
+    resized = np.asarray(Image.fromarray(frame).resize((new_w, new_h), Image.Resampling.BICUBIC))
     scaled = (resized.astype(np.float64) / 255.0).astype(np.float32)
     normalized = (scaled - np.asarray(OPENAI_CLIP_MEAN, np.float32)) / np.asarray(OPENAI_CLIP_STD, np.float32)
     return normalized.transpose(2, 0, 1)
@@ -164,7 +179,7 @@ class QwenLMM:
 
     @property
     def hidden_size(self) -> int:
-        return self.model.config.text_config.hidden_size
+        return text_config(self.model.config).hidden_size
 
     @property
     def device(self) -> torch.device:
@@ -229,7 +244,7 @@ class QwenLMM:
         tokens = grid[0] * grid[1] * grid[2] // (MERGE * MERGE)
         prompt = find_prompt(query, tokens, style, self.system_prompt)
         vision = {"pixel_values_videos": torch.from_numpy(patches), "video_grid_thw": torch.tensor([grid])}
-        time_scale = float(self.model.config.vision_config.tokens_per_second)
+        time_scale = float(vision_config(self.model.config).tokens_per_second)
         prompt_hidden, hidden, answer_ids = self._answer(prompt, vision, [grid], self.model.config.video_token_id,
                                                          time_scale, FIND_ANSWER if force_answer else None,
                                                          max_new_tokens)

@@ -7,7 +7,7 @@ template's name. Weight keys (``../shared/research/official-momentseg.md`` §1):
 
 | on disk | module |
 |---|---|
-| ``model.embed_tokens``, ``model.layers.*``, ``model.norm`` | Qwen2.5-VL text model (``model.language_model.*`` in transformers 5) |
+| ``model.{embed_tokens,layers.*,norm}`` | Qwen2.5-VL text model (``model.language_model.*`` in transformers 5) |
 | ``visual.*`` | Qwen2.5-VL vision tower (``model.visual.*``) |
 | ``lm_head.weight`` | LM head |
 | ``text_hidden_fcs.*`` | :class:`SegProjector` |
@@ -19,6 +19,8 @@ template's name. Weight keys (``../shared/research/official-momentseg.md`` §1):
 from __future__ import annotations
 
 from transformers import Qwen2_5_VLConfig
+
+from momentseg.model.qwen_config import text_config, vision_config
 
 OFFICIAL_MODEL_TYPE = "momentseg_chat"
 # what the authors' MomentSegConfig adds to Qwen2.5-VL's fields; none of it shapes a weight
@@ -65,12 +67,15 @@ def qwen_config_from_official(config: dict) -> Qwen2_5_VLConfig:
 def official_config(qwen: Qwen2_5_VLConfig, *, sam2_image_size: int = OFFICIAL_SAM2_IMAGE_SIZE,
                     dtype: str = "float32", mllm_path: str = "./pretrained/Qwen2.5-VL") -> dict:
     """``config.json`` in the official layout for ``qwen``'s geometry (flattened, transformers-4.51 names)."""
-    text, vision = qwen.text_config, qwen.vision_config
-    rope = text.rope_parameters
+    text, vision = text_config(qwen), vision_config(qwen)
+    rope = text.rope_parameters or {}
+    theta, section = rope.get("rope_theta"), rope.get("mrope_section")
+    if theta is None or section is None:
+        raise ValueError("the Qwen2.5-VL text config has no M-RoPE parameters (rope_theta, mrope_section)")
     flat = {name: getattr(text, name) for name in TEXT_FIELDS}
     flat.update(
-        rope_theta=rope["rope_theta"],
-        rope_scaling={"mrope_section": list(rope["mrope_section"]), "rope_type": "default", "type": "default"},
+        rope_theta=theta,
+        rope_scaling={"mrope_section": list(section), "rope_type": "default", "type": "default"},
         vision_config={**{name: getattr(vision, name) for name in VISION_FIELDS},
                        "in_chans": vision.in_channels, "in_channels": vision.in_channels, "model_type": "qwen2_5_vl"},
         **{name: getattr(qwen, name) for name in TOKEN_FIELDS},
