@@ -16,8 +16,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import jsonschema
 import numpy as np
@@ -53,8 +54,10 @@ REQUEST_SCHEMA = {
 
 @dataclass(frozen=True)
 class Interaction:
-    """A checked interactor request: the frame (one image) and the descriptions, in order."""
+    """A checked interactor request: the frame (one image) and the descriptions, in order, and the loaded
+    model that answers it."""
 
+    pipeline: MomentSegPipeline
     image: EncodedFrames
     prompts: list[str]
     options: SegmentOptions
@@ -83,7 +86,7 @@ def mask_shape(mask: np.ndarray, confidence: float, label: str) -> dict[str, Any
     bitmap = mask[top:bottom + 1, left:right + 1].astype(np.uint8).ravel().tolist()
     parts = [p for p in mask_to_polygons(mask, POLYGON_TOLERANCE) if len(p.exterior) >= 3]
     points = max(parts, key=lambda p: len(p.exterior)).flat() if parts else []
-    return {"label": label, "type": "mask", "points": points, "mask": bitmap + [left, top, right, bottom],
+    return {"label": label, "type": "mask", "points": points, "mask": [*bitmap, left, top, right, bottom],
             "confidence": round(float(confidence), 4)}
 
 
@@ -107,7 +110,7 @@ class InteractorService:
             interaction = self.prepare(body)
             shapes = []
             for prompt in interaction.prompts:
-                decoded = segment_image(self.service.pipeline, interaction.image, prompt, interaction.options)
+                decoded = segment_image(interaction.pipeline, interaction.image, prompt, interaction.options)
                 if decoded is not None and decoded.mask.any():
                     confidence = object_presence(decoded.iou, decoded.object_score_logit)
                     shapes.append(mask_shape(decoded.mask, confidence, self.label))
@@ -143,7 +146,7 @@ class InteractorService:
         except RequestError as error:
             raise RequestError(error.status, error.code, str(error).replace("frames[0]", "image")) from None
         options = dataclasses.replace(self.options, force_answer=request.get("force_answer", self.options.force_answer))
-        return Interaction(image, checked, options)
+        return Interaction(self.service.pipeline, image, checked, options)
 
     def _parse(self, body: bytes | str | dict | None) -> dict[str, Any]:
         limit = self.service.limits.max_body_bytes

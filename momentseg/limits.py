@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import fields
-from typing import Mapping
+from collections.abc import Mapping
+from dataclasses import Field, fields
+from typing import Any, ClassVar, Protocol
 
 from PIL import Image, UnidentifiedImageError
 
@@ -35,8 +36,8 @@ def image_size(data: bytes, max_pixels: int) -> tuple[int, int]:
             width, height = image.size
             orientation = image.getexif().get(_EXIF_ORIENTATION) if image.format == "JPEG" else None
     except Image.DecompressionBombError:
-        raise ImageTooLargeError(f"the image declares more than {2 * Image.MAX_IMAGE_PIXELS} pixels; at most "
-                                 f"{max_pixels} are accepted") from None
+        raise ImageTooLargeError(f"the image declares more pixels than can be opened safely; at most {max_pixels} "
+                                 "are accepted") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise InvalidInputError("not a JPEG or PNG image") from None
     if width < 1 or height < 1:
@@ -48,8 +49,16 @@ def image_size(data: bytes, max_pixels: int) -> tuple[int, int]:
     return height, width
 
 
-def numbers_from_env(settings: type, env: Mapping[str, str]) -> dict[str, int | float]:
-    """The positive numbers a settings dataclass reads from its ``ENV`` variables, checked."""
+class EnvSettings(Protocol):
+    """A settings dataclass whose ``ENV`` names the environment variable of each field it reads."""
+
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+    ENV: ClassVar[Mapping[str, str]]
+
+
+def numbers_from_env(settings: type[EnvSettings], env: Mapping[str, str]) -> dict[str, Any]:
+    """The positive numbers a settings dataclass reads from its ``ENV`` variables, checked, each of its
+    field's type (int or float)."""
     values = {}
     for field in fields(settings):
         name = settings.ENV.get(field.name)
