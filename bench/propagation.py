@@ -17,11 +17,11 @@ from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: sam2's bars would interleave with the table
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import cv2
+import numpy as np
+import torch
 
-from bench.memory import SyntheticVideo  # noqa: E402
+from bench.memory import SyntheticVideo
 
 # name: (sam2 config, image size)
 CONFIGS = {
