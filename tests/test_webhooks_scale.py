@@ -111,6 +111,7 @@ def test_three_workers_share_one_redis_queue_and_take_over_a_killed_workers_run(
         taken = records[victim["key"]]
         assert taken["attempts"] == 2 and taken["taken_over_from"] == victim["worker"]
         assert taken["worker"] != victim["worker"]
+        assert taken["outcome"]["resumed"]  # the dead worker's first write had landed: finished as a refine
         assert all(r["attempts"] == 1 for k, r in records.items() if k != victim["key"])  # the model ran once
 
         for task_id in TASKS:
