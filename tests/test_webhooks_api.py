@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 from momentseg.webhooks.app import create_webhook_app
 
 from cvat_stub import TOKEN
-from test_webhooks import Service, cvat, job_of  # noqa: F401  (cvat is a fixture)
+from test_webhooks import BOX, Service, comment_delivery, cvat, job_of  # noqa: F401  (cvat is a fixture)
 from test_webhooks_runs import make_runner, object_shapes  # noqa: F401  (make_runner is a fixture)
 from redis_server import free_port
 
@@ -174,3 +174,14 @@ def test_cancel_stops_a_waiting_run_at_once_and_a_running_one_before_it_writes(c
     assert service.run_all() == 2
     assert owner.get(f"/momentseg/api/runs/{running}").json()["state"] == "cancelled"
     assert not any(method == "PATCH" for method, _ in cvat.requests)  # nothing written by either
+
+
+def test_runs_started_by_comments_are_listed_and_followed_too(cvat, tmp_path, people):
+    service = api(cvat, tmp_path)
+    issue, comment = cvat.add_issue(job_of(cvat, 42), 1, BOX, "/segment the red dog")
+    assert service.post(comment_delivery(cvat, issue, comment, "/segment the red dog")).status_code == 202
+    owner = browser(service.app, people["owner"])
+    (run,) = owner.get("/momentseg/api/runs?task=42").json()["runs"]
+    assert run["id"] == f"{cvat.host}~comments~{comment}" and run["prompt"] == "the red dog"
+    assert owner.get(f"/momentseg/api/runs/{run['id']}").json()["state"] == "queued"
+    assert owner.post(f"/momentseg/api/runs/{run['id']}/cancel", headers=POST).json()["state"] == "cancelled"

@@ -243,7 +243,7 @@ def run_view(record: dict[str, Any], position: int | None) -> dict[str, Any]:
         if record["command"] == "refine":
             written = outcome.get("written", {})
             result.update(frames_written=written.get("updated", 0) + written.get("created", 0), moment=None)
-    return {"id": record["key"], "kind": "annotate" if record["command"] == "segment" else "refine",
+    return {"id": record["key"].replace("/", "~"), "kind": "annotate" if record["command"] == "segment" else "refine",
             "task": task_of(record), "job": record.get("job"), "prompt": record.get("prompt") or "",
             "label": record.get("label") or (outcome.get("label") or ""), "user": record.get("user") or
             record.get("author") or "", "state": state, "stage": record.get("stage"),
@@ -272,8 +272,9 @@ def runs_routes(settings: WebhookSettings, queue: WebhookQueue, cvat_url: str,
         return task
 
     async def record_or_404(run_id: str) -> dict[str, Any]:
-        record = await run_in_threadpool(queue.get, run_id) if "/" not in run_id else None
-        if record is None:
+        """The run an id names: a comment's run key has slashes, its id tildes (one path segment)."""
+        record = await run_in_threadpool(queue.get, run_id.replace("~", "/"))
+        if record is None or task_of(record) is None:
             raise HTTPError(404, "no_such_run", f"there is no run '{run_id[:80]}'")
         return record
 
