@@ -292,7 +292,7 @@ def _frame_range(text: str | None) -> dict:
 
 
 def _run_cvat_annotate(args: argparse.Namespace) -> int:
-    from momentseg.cvat.workflows import annotate_task
+    from momentseg.cvat.annotate import annotate_task
 
     if args.task is None:  # a project or a list of tasks: one run per task on the webhook queue
         from momentseg.webhooks.cli import run_batch
@@ -325,7 +325,7 @@ def _run_cvat_annotate(args: argparse.Namespace) -> int:
 
 
 def _run_cvat_refine(args: argparse.Namespace) -> int:
-    from momentseg.cvat.workflows import refine_object
+    from momentseg.cvat.refine import refine_object
 
     client = _cvat_client(args)
     summary = refine_object(client, args.task, args.object, _runner(args, client), prompt=args.prompt)
@@ -349,7 +349,7 @@ def _run_export(args: argparse.Namespace) -> int:
     from momentseg.result import SegmentResult
 
     if args.task is not None:
-        from momentseg.cvat.workflows import task_export
+        from momentseg.cvat.export import task_export
 
         result = task_export(_cvat_client(args), args.task, args.object)
         name = args.video_name or f"task_{args.task}"

@@ -9,18 +9,14 @@ import pytest
 from cvat_sdk.masks import decode_mask, encode_mask
 
 from momentseg.cli import main
-from momentseg.cvat import workflows
+from momentseg.cvat import task as task_model
 from momentseg.cvat.connection import connect
 from momentseg.cvat.frames import TaskFrames
 from momentseg.cvat.runners import local_runner
-from momentseg.cvat.workflows import (
-    LabelMissingError,
-    NothingFoundError,
-    PartialWriteError,
-    annotate_task,
-    refine_object,
-    task_export,
-)
+from momentseg.cvat.annotate import annotate_task
+from momentseg.cvat.export import task_export
+from momentseg.cvat.refine import refine_object
+from momentseg.cvat.task import LabelMissingError, NothingFoundError, PartialWriteError
 from momentseg.errors import MomentSegError
 from momentseg.export import to_coco, write_refvos_pngs
 from momentseg.masks import mask_to_polygons, to_cvat_rle
@@ -265,7 +261,7 @@ def test_an_image_task_every_other_frame_exported_under_its_source_names(stub, c
 
 
 def test_writes_are_batched_by_size(stub, client, monkeypatch):
-    monkeypatch.setattr(workflows, "MAX_REQUEST_BYTES", 2000)
+    monkeypatch.setattr(task_model, "MAX_REQUEST_BYTES", 2000)
     annotate_task(client, 42, "the red dog", "dog", ScriptedModel(client, present=range(T)))
     writes = [size for what, size in stub.body_sizes if what.startswith("PATCH /api/jobs/")]
     total = sum(len(json.dumps(s)) for ss in objects_in(stub, 1).values() for s in ss)

@@ -211,3 +211,16 @@ def test_one_run_per_object_at_a_time(cvat, tmp_path, make_runner):
     service.queue.leases.release(held)
     assert service.run_all(later=True) == 1
     assert service.queue.get(record["key"])["state"] == "done"
+
+
+def test_a_commands_method_options_reach_the_runner(cvat, tmp_path, make_runner):
+    given = []
+
+    def recording(client, options, progress):
+        given.append(options)
+        return make_runner(client, options, progress)
+
+    service = Service(cvat, tmp_path / "q.db", recording)
+    segment_once(cvat, service, "/segment the red dog keyframes:3 threshold:0.25 window:0 label:dog")
+    assert service.run_all() == 1
+    assert given == [{"keyframes": 3, "threshold": 0.25, "window": None, "label": "dog"}]

@@ -13,7 +13,7 @@ from cvat_sdk import Client
 
 from momentseg.cvat.connection import CvatError, redact_url
 from momentseg.cvat.frames import TaskFrames, format_ranges
-from momentseg.cvat.workflows import Progress, Runner
+from momentseg.cvat.task import Progress, Runner
 from momentseg.masks import from_cvat_rle
 from momentseg.options import SegmentOptions, request_options
 from momentseg.pipeline import MomentSegPipeline

@@ -33,6 +33,7 @@ from safetensors.torch import save_file
 from torch import nn
 from transformers import AutoTokenizer, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
+from momentseg.devices import default_device
 from momentseg.errors import MomentSegError
 from momentseg.model.heads import SAM2_PROMPT_DIM, FindHead, SegProjector
 from momentseg.model.lmm import QwenLMM, build_processor
@@ -406,13 +407,6 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     return DTYPES[dtype]
 
 
-def default_device() -> tuple[torch.device, torch.dtype]:
-    """cuda with bfloat16 when present, else CPU with float32."""
-    if torch.cuda.is_available():
-        return torch.device("cuda"), torch.bfloat16
-    return torch.device("cpu"), torch.float32
-
-
 def load_checkpoint(checkpoint: str | Path, device: str | torch.device | None = None,
                     dtype: str | torch.dtype | None = None, system_prompt: str | None = None,
                     bfloat16_weights: bool | None = None) -> MomentSegModel:
@@ -426,9 +420,8 @@ def load_checkpoint(checkpoint: str | Path, device: str | torch.device | None = 
     to bfloat16 before it generates (``preparing_for_generation``), also when it is then run in float32:
     its answers are those of the rounded weights. A no-op for checkpoints stored in bfloat16, as released.
     """
-    auto_device, auto_dtype = default_device()
-    device = torch.device(device) if device is not None else auto_device
-    dtype = parse_dtype(dtype) or (auto_dtype if device.type == "cuda" else torch.float32)
+    device = torch.device(device if device is not None else default_device())
+    dtype = parse_dtype(dtype) or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     plan = plan_checkpoint(checkpoint)
     tokenizer = load_tokenizer(plan)
     modules = _build_empty(plan)

@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from momentseg.data import load_entries, parse_data_spec
+from momentseg.devices import default_device
 from momentseg.data.entries import DataError
 from momentseg.train.config import TrainConfig
 from momentseg.train.samples import PreparedSample, SampleBuilder
@@ -105,7 +106,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
 
     config.validate()
     out = Path(config.out)
-    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = config.device or default_device()
     micro_steps = config.batch_size * config.grad_accumulation
     accelerator = Accelerator(
         cpu=device == "cpu", mixed_precision=_mixed_precision(config, device), gradient_accumulation_steps=micro_steps,
