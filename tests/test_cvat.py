@@ -530,7 +530,7 @@ def test_cli_function_errors_are_one_line(stub, function, tmp_path, monkeypatch,
                  "--checkpoint", str(tmp_path / "no-such-checkpoint"), "--device", "cpu"]) == 2
     assert "label 'horse' is not in task 42" in capsys.readouterr().err
     assert main(["cvat", "annotate", "--task", "42", "--prompt", "x", "--label", "dog"]) == 2
-    assert "one of the arguments --function --checkpoint is required" in capsys.readouterr().err
+    assert "give --function URL (the deployed function or momentseg serve) or --checkpoint PATH" in capsys.readouterr().err
     monkeypatch.setenv("MOMENTSEG_TASK_TOKEN", "wrong")
     assert main(["cvat", "annotate", "--task", "42", "--prompt", "x", "--label", "dog", "--function", function]) == 2
     assert "answered 401" in capsys.readouterr().err
