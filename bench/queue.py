@@ -72,7 +72,7 @@ def start_workers(count: int, cvat: CvatStub, redis_url: str, checkpoint: Path, 
                MOMENTSEG_REDIS_URL=redis_url, MOMENTSEG_WEBHOOK_LABEL="object", OMP_NUM_THREADS="1",
                PYTHONPATH=str(REPO))
     workers = []
-    for i in range(count):
+    for _ in range(count):
         log = folder / f"worker{len(list(folder.glob('worker*.log')))}.log"
         with open(log, "wb") as out:
             workers.append((subprocess.Popen(
@@ -152,7 +152,7 @@ def overhead(queue: WebhookQueue, cvat: CvatStub, tasks: list[int], runs: int) -
     """Runs queued one at a time on idle workers, as comments: enqueue → start and written → replied."""
     start_ms, reply_ms = [], []
     job = cvat.tasks[tasks[0]].jobs[0].id
-    for n in range(runs):
+    for _ in range(runs):
         issue, comment = cvat.add_issue(job, 0, [1.0, 1.0, 5.0, 5.0], "/segment the bright square")
         record, _ = queue.receive(f"{cvat.host}/comments/{comment}", dict(
             command="segment", issue_id=issue, author="bench", host=cvat.host, prompt="the bright square",

@@ -36,7 +36,8 @@ def rows_from_file(path: str | Path) -> list[BatchRow]:
     try:
         text = Path(path).read_text()
     except (OSError, UnicodeDecodeError) as error:
-        raise InvalidInputError(f"--tasks {path} cannot be read ({getattr(error, 'strerror', None) or error})") from None
+        why = getattr(error, "strerror", None) or error
+        raise InvalidInputError(f"--tasks {path} cannot be read ({why})") from None
     rows = []
     for number, row in enumerate(csv.reader(io.StringIO(text)), 1):
         if not row or not "".join(row).strip() or row[0].strip().startswith("#"):
@@ -86,7 +87,7 @@ def queue_batch(queue: WebhookQueue, batch: str, rows: list[BatchRow], *, host: 
     if len({row.task for row in rows}) != len(rows):
         raise InvalidInputError("a batch runs once per task: a task is listed twice")
     waiting = queue.waiting()
-    new = [row for row in rows if (queue.get(run_key(batch, row.task)) or {}).get("state") not in ACTIVE + ("done",)]
+    new = [row for row in rows if (queue.get(run_key(batch, row.task)) or {}).get("state") not in (*ACTIVE, "done")]
     if waiting + len(new) > queue.max_waiting:
         raise InvalidInputError(f"the queue holds {waiting} waiting runs; {len(new)} more would pass its limit of "
                                 f"{queue.max_waiting} (MOMENTSEG_QUEUE_MAX_WAITING)")
@@ -151,7 +152,7 @@ def write_summary(records: list[dict[str, Any]], path: str | Path) -> Path:
 def table(records: list[dict[str, Any]]) -> list[str]:
     """One line per run: task, state, percent, worker, moment, error."""
     lines = [f"{'task':>6}  {'state':<9} {'%':>4}  {'worker':<22} {'moment':<11} error"]
-    for row, record in zip(summary_rows(records), records):
+    for row, record in zip(summary_rows(records), records, strict=True):
         percent = 100 if record["state"] == "done" else record.get("percent", 0)
         moment = f"{row['moment_start']}-{row['moment_end']}" if row["moment_start"] is not None else "-"
         lines.append(f"{row['task']:>6}  {record['state']:<9} {percent:>3}%  {(row['worker'] or '-')[:22]:<22} "

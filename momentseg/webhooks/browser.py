@@ -291,7 +291,8 @@ def runs_routes(settings: WebhookSettings, queue: WebhookQueue, cvat_url: str,
         try:
             task_id = int(request.query_params["task"])
         except (KeyError, ValueError):
-            raise HTTPError(400, "bad_request", "'task' must be given as a task id: /momentseg/api/runs?task=<id>") from None
+            raise HTTPError(400, "bad_request", "'task' must be given as a task id: "
+                            f"{PREFIX}/runs?task=<id>") from None
         cvat = CvatAsPerson(cvat_url, request)
         await cvat.person()
         await cvat.task(task_id)

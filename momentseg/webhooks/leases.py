@@ -11,6 +11,7 @@ clears them all when it starts, before it re-queues what was cut off.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
@@ -91,10 +92,8 @@ class RedisLeases(Leases):
             lock = self._held.pop(name, None)
             self._lost.discard(name)
         if lock is not None:
-            try:
+            with contextlib.suppress(LockError):  # expired meanwhile: nothing left to release
                 lock.release()
-            except LockError:  # expired meanwhile: nothing left to release
-                pass
 
     def holder(self, name: str) -> str | None:
         token = self.conn.get(LEASE_PREFIX + name)

@@ -1,9 +1,9 @@
 """The persistent queue behind comments, the browser and batches: huey on a SQLite file by default (one
 machine, one worker process), on Redis when configured (any number of workers on any number of machines).
 
-One queue serves one CVAT server (the one its workers write to). Each run is recorded in huey's key-value store under its key (a comment's, or a run id): the record is
-created with ``put_if_empty`` (SQLite: a unique key; Redis: HSETNX), so a redelivered comment finds its
-run and starts nothing. The record moves received → queued → running → written → done (or failed /
+One queue serves one CVAT server (the one its workers write to). Each run is recorded in huey's
+key-value store under its key (a comment's, or a run id): the record is created with ``put_if_empty``
+(SQLite: a unique key; Redis: HSETNX), so a redelivered comment finds its run and starts nothing. The record moves received → queued → running → written → done (or failed /
 refused / cancelled), and is saved at each step; each change of state is one log line with the run's key.
 
 A run belongs to one worker at a time through its lease (momentseg.webhooks.leases): on Redis a key
@@ -174,7 +174,8 @@ class WebhookQueue:
         record[f"{state}_at"] = time.time()
         self.save(record)
         if before != state:
-            error = f" ({record['error']})" if state in ("failed", "refused", "retrying") and record.get("error") else ""
+            failed = state in ("failed", "refused", "retrying") and record.get("error")
+            error = f" ({record['error']})" if failed else ""
             log.info("run %s: %s -> %s on %s%s", record["key"], before, state, self.worker, error)
 
     def records(self) -> list[dict[str, Any]]:

@@ -77,8 +77,8 @@ def _transient(error: BaseException | None) -> bool:
 class CvatRuns:
     """Runs commands against one CVAT server with one service account."""
 
-    def __init__(self, settings: WebhookSettings, connect: Callable[[], Client], make_runner: RunnerFactory | None = None,
-                 fps: float = DEFAULT_FPS):
+    def __init__(self, settings: WebhookSettings, connect: Callable[[], Client],
+                 make_runner: RunnerFactory | None = None, fps: float = DEFAULT_FPS):
         self.settings = settings
         self.fps = fps
         self._connect = connect
