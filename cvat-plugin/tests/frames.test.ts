@@ -33,3 +33,12 @@ describe('frame-range choices', () => {
         expect(frameSpan('job', 300, job, none, 100).error).toBeNull();
     });
 });
+
+describe('a job whose task the person may not open', () => {
+    it('offers the whole task without its frame numbers and checks only what it knows', () => {
+        expect(rangeChoices(null, job)[0].label).toBe('Whole task');
+        expect(frameSpan('task', null, job, none, 10)).toEqual({ span: null, error: null });
+        expect(frameSpan('range', null, job, { from: 500, to: 520 }, 1000).span).toEqual({ start: 500, stop: 521 });
+        expect(frameSpan('range', null, job, { from: -1, to: 5 }, 1000).error).toBe('The range must lie from frame 0 on.');
+    });
+});

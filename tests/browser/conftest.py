@@ -98,18 +98,22 @@ def video_task(admin, users):
     folder = Path(tempfile.mkdtemp(prefix="momentseg-browser-"))
     video = folder / "crossing.mp4"
     write_video(video)
-    spec = {"name": "momentseg browser test", "segment_size": SEGMENT, "assignee_id": users["CVAT_TEST_USER"]}
+    # overlap 0: a video task's default overlap of 5 frames would make 4 jobs
+    spec = {"name": "momentseg browser test", "segment_size": SEGMENT, "overlap": 0,
+            "assignee_id": users["CVAT_TEST_USER"]}
     if os.environ.get("CVAT_TEST_PROJECT"):
         spec["project_id"] = int(os.environ["CVAT_TEST_PROJECT"])
     else:
         spec["labels"] = [{"name": "object", "type": "any"}, {"name": "moment", "type": "tag"}]
     task = admin.tasks.create_from_data(models.TaskWriteRequest(**spec), [str(video)],
                                         data_params={"image_quality": 80})
-    jobs = sorted(task.get_jobs(), key=lambda job: job.start_frame)
-    assert len(jobs) == 3, f"expected a 3-job task, got {len(jobs)} jobs"
-    yield {"id": task.id, "jobs": [{"id": j.id, "start": j.start_frame, "stop": j.stop_frame} for j in jobs]}
-    task.remove()
-    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        jobs = sorted(task.get_jobs(), key=lambda job: job.start_frame)
+        assert len(jobs) == 3, f"expected a 3-job task, got {len(jobs)} jobs"
+        yield {"id": task.id, "jobs": [{"id": j.id, "start": j.start_frame, "stop": j.stop_frame} for j in jobs]}
+    finally:
+        task.remove()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -124,7 +128,7 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shots():
     """shots(page, name): a screenshot of the step when CVAT_TEST_SHOTS names a folder."""
     folder = os.environ.get("CVAT_TEST_SHOTS")

@@ -182,7 +182,7 @@ export default function AnnotateDialog({
                             <InputNumber
                                 className='momentseg-range-from'
                                 min={0}
-                                max={task.size - 1}
+                                max={task.size === null ? undefined : task.size - 1}
                                 value={form.from}
                                 onChange={(from) => update({ from: from ?? null })}
                             />
@@ -190,7 +190,7 @@ export default function AnnotateDialog({
                             <InputNumber
                                 className='momentseg-range-to'
                                 min={0}
-                                max={task.size - 1}
+                                max={task.size === null ? undefined : task.size - 1}
                                 value={form.to}
                                 onChange={(to) => update({ to: to ?? null })}
                             />

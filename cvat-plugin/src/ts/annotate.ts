@@ -18,7 +18,7 @@ export interface AnnotateForm {
 
 export interface AnnotateContext {
     task: number;
-    taskSize: number;
+    taskSize: number | null;
     taskLabels: string[];
     job: JobFrames | null;
     fields: OptionField[];

@@ -11,13 +11,14 @@ export interface Label {
 
 export interface Task {
     id: number;
-    size: number;
+    size: number | null; // null: known only as the job's task (its assignee may not open the task)
     labels: Label[];
 }
 
 export interface Job {
     id: number;
     taskId: number;
+    labels: Label[];
     startFrame: number;
     stopFrame: number;
     annotations: {

@@ -1,5 +1,6 @@
 // The frame range an annotate run covers: the whole task, this job, or a range the person types.
 // Frames are task frames (as CVAT's jobs number them); spans sent to the service stop exclusively.
+// The task's size is null where the person may open the job but not the task (a job's assignee).
 
 import type { FrameSpan } from './api';
 
@@ -17,8 +18,9 @@ export interface RangeChoiceOption {
 }
 
 /** The choices offered: "this job" only where the dialog was opened from a job. */
-export function rangeChoices(taskSize: number, job: JobFrames | null): RangeChoiceOption[] {
-    const choices: RangeChoiceOption[] = [{ value: 'task', label: `Whole task (frames 0–${taskSize - 1})` }];
+export function rangeChoices(taskSize: number | null, job: JobFrames | null): RangeChoiceOption[] {
+    const whole = taskSize === null ? 'Whole task' : `Whole task (frames 0–${taskSize - 1})`;
+    const choices: RangeChoiceOption[] = [{ value: 'task', label: whole }];
     if (job) {
         choices.push({ value: 'job', label: `This job (frames ${job.startFrame}–${job.stopFrame})` });
     }
@@ -35,7 +37,7 @@ export type SpanOrError = { span: FrameSpan | null; error: null } | { span: null
  */
 export function frameSpan(
     choice: RangeChoice,
-    taskSize: number,
+    taskSize: number | null,
     job: JobFrames | null,
     typed: { from: number | null; to: number | null },
     maxFrames: number,
@@ -51,14 +53,15 @@ export function frameSpan(
         if (from === null || to === null || !Number.isInteger(from) || !Number.isInteger(to)) {
             return { span: null, error: 'Type the first and the last frame of the range.' };
         }
-        if (from < 0 || to > taskSize - 1) {
-            return { span: null, error: `The range must lie within the task's frames 0–${taskSize - 1}.` };
+        if (from < 0 || (taskSize !== null && to > taskSize - 1)) {
+            const within = taskSize === null ? 'from frame 0 on' : `within the task's frames 0–${taskSize - 1}`;
+            return { span: null, error: `The range must lie ${within}.` };
         }
         if (from > to) return { span: null, error: 'The first frame comes after the last one.' };
         span = { start: from, stop: to + 1 };
     }
     const count = span ? span.stop - span.start : taskSize;
-    if (count > maxFrames) {
+    if (count !== null && count > maxFrames) {
         return {
             span: null,
             error: `${count} frames is more than MomentSeg takes in one run (${maxFrames}); choose a shorter range.`,

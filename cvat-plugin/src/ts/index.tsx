@@ -39,7 +39,11 @@ interface MenuItemArgs {
 const builder: ComponentBuilder = ({
     core, store, dispatch, actionCreators,
 }: BuilderArgs) => {
-    const taskOf = async (taskId: number): Promise<Task> => (await core.tasks.get({ id: taskId }))[0];
+    const taskOf = async (taskId: number): Promise<Task> => {
+        const [task] = await core.tasks.get({ id: taskId });
+        if (!task) throw new Error(`Task ${taskId} cannot be opened with your account.`);
+        return task;
+    };
 
     /** The open job loads its annotations again; unsaved work is saved first when the person agrees. */
     const loadIntoJob = (job: Job, done: string): void => {
@@ -76,7 +80,12 @@ const builder: ComponentBuilder = ({
     const watcher = new RunWatcher(bringIntoJob);
 
     const openAnnotate = (taskId: number, job: Job | null): void => {
-        taskOf(taskId).then((task) => {
+        // a job's assignee may open the job but not its task: the job's labels then stand for the task's
+        const known = taskOf(taskId).catch((error: Error): Task => {
+            if (!job) throw error;
+            return { id: taskId, size: null, labels: job.labels };
+        });
+        known.then((task) => {
             openDialog((close) => <AnnotateDialog task={task} job={job} watcher={watcher} onClose={close} />);
         }, (error: Error) => message.error(error.message));
     };

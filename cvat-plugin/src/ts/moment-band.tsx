@@ -10,11 +10,11 @@ import { bandClickFrame, momentGeometry } from './timeline';
 import type { RunWatcher } from './watcher';
 
 export const BAND_REFRESH_MS = 10000;
-// the newest runs drawn, one lane each, so the band stays under the slider
+// the newest runs drawn, one lane each, stacked just above the slider's rail (below it is the file name)
 const MAX_LANES = 3;
 // cvat-ui draws its player slider 350px wide (.cvat-player-slider)
 const SLIDER_WIDTH_PX = 350;
-const LANE_HEIGHT_PX = 5;
+const LANE_HEIGHT_PX = 4;
 
 interface SliderProps {
     startFrame: number;
@@ -62,13 +62,17 @@ export default function MomentBand({
         <div
             className='momentseg-timeline'
             style={{
-                position: 'absolute', left: 0, top: 14, width: SLIDER_WIDTH_PX, height: MAX_LANES * LANE_HEIGHT_PX,
+                position: 'absolute',
+                left: 0,
+                top: -MAX_LANES * LANE_HEIGHT_PX - 1,
+                width: SLIDER_WIDTH_PX,
+                height: MAX_LANES * LANE_HEIGHT_PX,
             }}
         >
             {runs.map((run, lane) => {
                 const result = run.result!;
                 const { band, marks } = momentGeometry(result, first, last);
-                const top = lane * LANE_HEIGHT_PX;
+                const top = (MAX_LANES - 1 - lane) * LANE_HEIGHT_PX; // the newest run nearest the rail
                 const title = `MomentSeg “${run.prompt}”: ${momentText(result.moment!)}`;
                 return (
                     <React.Fragment key={run.id}>
