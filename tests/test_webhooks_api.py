@@ -185,3 +185,5 @@ def test_runs_started_by_comments_are_listed_and_followed_too(cvat, tmp_path, pe
     assert run["id"] == f"{cvat.host}~comments~{comment}" and run["prompt"] == "the red dog"
     assert owner.get(f"/momentseg/api/runs/{run['id']}").json()["state"] == "queued"
     assert owner.post(f"/momentseg/api/runs/{run['id']}/cancel", headers=POST).json()["state"] == "cancelled"
+    said = [c["message"] for c in cvat.comments if c["issue"] == issue]
+    assert said[-1] == 'MomentSeg: could not segment "the red dog" as \'dog\': cancelled before it started'

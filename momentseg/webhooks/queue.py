@@ -238,6 +238,8 @@ class WebhookQueue:
         self.huey.put(CANCEL_PREFIX + key, "1")
         if record["state"] in WAITING and not self.leases.holder(f"run:{key}"):
             self.move(record, "cancelled", error="cancelled before it started")
+            if self.runs is not None:  # a comment's run says so on its issue
+                self.runs.reply(record, self.runs.failed_message(record))
         return record
 
     def check_going_on(self, key: str) -> None:
