@@ -18,10 +18,10 @@ People (cvat/apps/iam, cvat/apps/engine/rules/*.rego of CVAT 2.73): each user ha
 user, worker), an API token and a browser session (``sessionid`` + ``csrftoken`` cookies; a session's
 POST/PATCH must carry ``X-CSRFToken`` equal to the cookie, as Django checks); tasks, projects and jobs have
 owners and assignees, organizations have members with roles. A user sees a task when admin, an owner or
-maintainer or supervisor of its organization, or on its staff (task or project owner or assignee, assignee
-of one of its jobs); a job when admin, an owner or maintainer of its organization, or the job's assignee
-or the task's or project's owner or assignee; anything else answers 403 (one object) or is left out of
-lists. The service account ``annotator`` (``TOKEN``) is an admin.
+maintainer of its organization, or on its staff (task or project owner or assignee; not the assignee of
+one of its jobs: tasks.rego's is_task_staff); a job when admin, an owner or maintainer of its organization,
+or the job's assignee or the task's or project's owner or assignee; anything else answers 403 (one object)
+or is left out of lists. The service account ``annotator`` (``TOKEN``) is an admin.
 
 Every request body is validated with cvat-sdk's request models. Tests act as a person in the web UI with the
 ``ui_*`` methods (CVAT's own source rules: editing an automatic shape's points makes it "semi-auto"), and can
@@ -222,9 +222,8 @@ class CvatStub:
         return user["username"] in (task.owner, task.assignee, project.get("owner"), project.get("assignee"))
 
     def sees_task(self, user: dict, task: StubTask) -> bool:
-        return ("admin" in user["groups"] or self._org_role(user, task.organization) in (
-            "owner", "maintainer", "supervisor") or self._task_staff(user, task)
-                or any(job.assignee == user["username"] for job in task.jobs))
+        return ("admin" in user["groups"] or self._org_role(user, task.organization) in ("owner", "maintainer")
+                or self._task_staff(user, task))
 
     def sees_job(self, user: dict, task: StubTask, job: StubJob) -> bool:
         return ("admin" in user["groups"] or self._org_role(user, task.organization) in ("owner", "maintainer")

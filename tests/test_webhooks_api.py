@@ -100,6 +100,7 @@ def test_who_may_start_a_run_follows_cvats_rules(cvat, tmp_path, people):
 
     listed = browser(service.app, people["worker"]).get("/momentseg/api/runs?task=42").json()["runs"]
     assert [r["id"] for r in listed] == [owner.json()["id"], mine.json()["id"]]  # newest first
+    assert browser(service.app, people["worker"]).get(f"/momentseg/api/runs/{owner.json()['id']}").status_code == 200
     assert browser(service.app, people["stranger"]).get(f"/momentseg/api/runs/{mine.json()['id']}").status_code == 403
     assert browser(service.app, people["owner"]).get("/momentseg/api/runs/nope").status_code == 404
     assert browser(service.app, people["stranger"]).post(f"/momentseg/api/runs/{owner.json()['id']}/cancel",

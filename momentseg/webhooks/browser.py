@@ -94,12 +94,20 @@ class CvatAsPerson:
         return Person(int(user["id"]), str(user["username"]), privilege)
 
     async def task(self, task_id: int) -> dict[str, Any]:
+        """The task as this person sees it. CVAT shows a task to its and its project's owners and assignees
+        and to its organization's maintainers, not to the assignee of one of its jobs: for them, what
+        their jobs tell (project, organization), with ``visible_jobs``."""
         status, task = await self.get(f"/api/tasks/{task_id}")
+        if status == 200 and isinstance(task, dict):
+            return task
         if status == 404:
             raise HTTPError(404, "no_such_task", f"there is no task {task_id} in CVAT")
-        if status in (401, 403) or not isinstance(task, dict):
+        jobs = await self.jobs(task_id)
+        if not jobs:
             raise HTTPError(403, "may_not_view", f"you may not open task {task_id} in CVAT")
-        return task
+        return {"id": task_id, "project_id": jobs[0].get("project_id"), "organization": jobs[0].get("organization"),
+                "owner": None, "assignee": None, "jobs": {"count": None},
+                "visible_jobs": [int(job["id"]) for job in jobs]}
 
     async def jobs(self, task_id: int) -> list[dict[str, Any]]:
         """The task's jobs this person may see."""
@@ -295,9 +303,11 @@ def runs_routes(settings: WebhookSettings, queue: WebhookQueue, cvat_url: str,
                             f"{PREFIX}/runs?task=<id>") from None
         cvat = CvatAsPerson(cvat_url, request)
         await cvat.person()
-        await cvat.task(task_id)
+        task = await cvat.task(task_id)
         records = await run_in_threadpool(queue.records)
         mine = [r for r in records if task_of(r) == task_id and r.get("command") in ("segment", "refine")]
+        if "visible_jobs" in task:  # a job's assignee: the runs on their jobs and on the whole task
+            mine = [r for r in mine if r.get("job") is None or r["job"] in task["visible_jobs"]]
         return JSONResponse({"runs": [run_view(r, queue.ahead_of(r["key"], records)) for r in reversed(mine)]})
 
     def settings_host() -> str:
