@@ -179,20 +179,46 @@ def test_cvat_coco_export_gives_prompt_moment_and_tracks(tmp_path):
         entries(f"cvat={root}")
 
 
-def test_synthetic_clips_in_both_layouts(tmp_path):
-    generate(tmp_path, train_clips=3, test_clips=2, seed=1, options=SyntheticOptions(frames=8, actions=("appears",)))
+def test_synthetic_clips_ask_which_object_and_when(tmp_path):
+    """Every object of a clip has its own expression and mask; each query's action happens only during
+    its moment (distractors still, so nothing else changes the acting object's mask)."""
+    generate(tmp_path, train_clips=2, test_clips=6, seed=1, options=SyntheticOptions(frames=12, distractors=2,
+                                                                                    distractor_actions=0.0))
     referring = entries(f"mevis={tmp_path / 'mevis'}", "valid_u")
     grounding = entries(f"charades-sta={tmp_path / 'charades-sta'}", "test")
-    assert len(referring) == len(grounding) == 2
-    for ref, tsg in zip(referring, grounding):
-        assert isinstance(tsg, GroundingEntry) and ref.expression == tsg.query and "appears" in ref.expression
-        visible = [i for i in range(8) if ref.mask(i).any()]
-        # 'appears': the target is visible exactly during the moment [start, end) seconds at 1 FPS
-        assert visible == list(range(int(tsg.start), int(tsg.end)))
-        colour = ref.expression.split()[1]
-        frame = ref.open_frames()[visible[0]].astype(int)
-        inside = frame[ref.mask(visible[0])].mean(0)
-        assert np.abs(inside - COLOURS[colour]).max() < 40
+    videos = {}
+    for ref in referring:
+        videos.setdefault(ref.video_id, []).append(ref)
+    assert len(videos) == len(grounding) == 6 and all(len(refs) == 3 for refs in videos.values())
+    for refs in videos.values():
+        assert len({r.expression for r in refs}) == 3
+        for ref in refs:  # the named colour is what the mask covers
+            visible = next(i for i in range(12) if ref.mask(i).sum() > 20)
+            frame = ref.open_frames()[visible].astype(int)
+            for colour in set(COLOURS) & set(ref.expression.split()):
+                assert np.abs(np.median(frame[ref.mask(visible)], 0) - COLOURS[colour]).max() < 40
+    for tsg in grounding:
+        shape, action = tsg.query.split()[2], tsg.query.split()[3]  # "the red square stops"
+        ref = next(r for r in videos[tsg.video_id] if shape in r.expression.split())  # shapes differ in a clip
+        start, end = int(tsg.start), int(tsg.end) - 1
+        changed = {i for i in range(1, 12) if (ref.mask(i) != ref.mask(i - 1)).any()}
+        if action == "stops":  # still during the moment, moving around it
+            assert not changed & set(range(start + 1, end + 1)) and changed
+        else:  # "appears" vanishes again on the frame after its moment
+            assert changed and changed <= set(range(start, end + 2 if action == "appears" else end + 1))
+
+
+def test_acting_distractors_act_at_other_times(tmp_path):
+    generate(tmp_path, train_clips=0, test_clips=8, seed=2, options=SyntheticOptions(distractors=2,
+                                                                                   distractor_actions=1.0))
+    grounding = entries(f"charades-sta={tmp_path / 'charades-sta'}", "test")
+    by_video = {}
+    for tsg in grounding:
+        by_video.setdefault(tsg.video_id, []).append((tsg.start, tsg.end))
+    assert len(by_video) == 8 and max(len(m) for m in by_video.values()) >= 2
+    for moments in by_video.values():
+        moments.sort()
+        assert all(a_end < b_start for (_, a_end), (b_start, _) in zip(moments, moments[1:]))
 
 
 @pytest.mark.parametrize("fmt", ["coco", "youtube-vis"])
@@ -232,7 +258,8 @@ def test_a_momentseg_export_reads_back_as_training_data(fmt, tiny_model, tiny_op
 def test_synth_command_writes_both_layouts(tmp_path, capsys):
     from momentseg.cli import main
 
-    assert main(["synth", "--out", str(tmp_path), "--train-clips", "2", "--test-clips", "1", "--frames", "6"]) == 0
+    assert main(["synth", "--out", str(tmp_path), "--train-clips", "2", "--test-clips", "1", "--frames", "6",
+                 "--distractors", "2", "--distractor-actions", "0"]) == 0
     assert "2 training and 1 held-out" in capsys.readouterr().out
-    assert len(entries(f"mevis={tmp_path / 'mevis'}")) == 2
-    assert len(entries(f"charades-sta={tmp_path / 'charades-sta'}", "test")) == 1
+    assert len(entries(f"mevis={tmp_path / 'mevis'}")) == 2 * 3  # an expression per object
+    assert len(entries(f"charades-sta={tmp_path / 'charades-sta'}", "test")) == 1  # the target's action

@@ -34,7 +34,7 @@ def _run_synth(args: argparse.Namespace) -> int:
     from momentseg.data.synthetic import SyntheticOptions, generate
 
     options = SyntheticOptions(frames=args.frames, size=args.size, distractors=args.distractors,
-                               actions=tuple(args.actions))
+                               actions=tuple(args.actions), distractor_actions=args.distractor_actions)
     out = generate(args.out, args.train_clips, args.test_clips, args.seed, options)
     print(f"wrote {args.train_clips} training and {args.test_clips} held-out clips to {out}/mevis and "
           f"{out}/charades-sta")
@@ -46,7 +46,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     from momentseg.options import given_options
 
     options = EvalOptions(split=args.split, limit=args.limit, method=given_options(args), device=args.device,
-                          progress=not args.quiet)
+                          progress=not args.quiet,
+                          text_check=args.text_check)
     metrics = evaluate(args.checkpoint, args.data, args.out, options)
     if metrics is not None:
         print(f"metrics: {metrics['summary']}")
@@ -57,7 +58,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 def register(commands) -> None:
     """Add the train, eval and synth sub-commands to ``momentseg``'s sub-parsers."""
     from momentseg.data import READERS
-    from momentseg.data.synthetic import ACTIONS
+    from momentseg.data.synthetic import ACTIONS, SyntheticOptions
     from momentseg.options import add_option_flags
 
     kinds = ", ".join(READERS)
@@ -86,6 +87,9 @@ def register(commands) -> None:
     evaluate.add_argument("--split", help="split (default: the benchmark's evaluation split)")
     evaluate.add_argument("--out", required=True, help="output folder: Annotations/, metrics.json")
     evaluate.add_argument("--limit", type=int, help="only the first N expressions / queries")
+    evaluate.add_argument("--text-check", action="store_true",
+                          help="also prompt each expression's video with another object's expression and score "
+                               "it against the first one's masks: what a model that ignores the text gets")
     evaluate.add_argument("--device", help="cuda or cpu (default: cuda when present)")
     evaluate.add_argument("--quiet", action="store_true")
     add_option_flags(evaluate, "method options (default: the official evaluation's; TSG: 8·8·28² pixels and "
@@ -98,7 +102,11 @@ def register(commands) -> None:
     synth.add_argument("--test-clips", type=int, default=40)
     synth.add_argument("--frames", type=int, default=16)
     synth.add_argument("--size", type=int, default=64)
-    synth.add_argument("--distractors", type=int, default=1)
+    synth.add_argument("--distractors", type=int, default=SyntheticOptions.distractors,
+                       help=f"objects besides the target (default {SyntheticOptions.distractors})")
+    synth.add_argument("--distractor-actions", type=float, default=SyntheticOptions.distractor_actions,
+                       help="share of distractors that act too, at another time than the target "
+                            f"(default {SyntheticOptions.distractor_actions})")
     synth.add_argument("--actions", nargs="+", choices=ACTIONS, default=list(ACTIONS))
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(run=_run_synth)
