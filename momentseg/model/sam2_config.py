@@ -3,7 +3,8 @@
 The official MomentSeg checkpoints carry SAM2 2.0 Hiera-L at 1024 px, Sa2VA the same; smaller test
 checkpoints swap the trunk. The trunk's embedding width, blocks per stage and window sizes are in the
 weight shapes; its head count and global-attention blocks are not, so they come from the packaged sam2
-config whose trunk has the same shapes (sam2's own model sizes: tiny, small, base+, large).
+config whose trunk has the same shapes (sam2's own model sizes: tiny, small, base+, large; and this
+project's own, declared as YAML files in ``momentseg/model/sam2_configs/`` and named ``momentseg:…``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ TRUNK_PREFIX = "image_encoder.trunk."
 # keys only SAM2.1 has (object-pointer temporal projection, spatial no-object embedding)
 SAM2_1_ONLY_KEYS = ("obj_ptr_tpos_proj.", "no_obj_embed_spatial")
 PACKAGED_CONFIG_DIRS = {"2.0": "configs/sam2", "2.1": "configs/sam2.1"}
+# this project's SAM2 sizes (SAM2 2.0 architecture): config names "momentseg:sam2_configs/<file>.yaml"
+PROJECT_CONFIG_PREFIX = "momentseg:"
+PROJECT_CONFIG_DIR = "model/sam2_configs"
 
 
 class Sam2VariantError(ValueError):
@@ -58,17 +62,32 @@ def _hiera_defaults() -> dict:
             if p.default is not inspect.Parameter.empty}
 
 
+def project_config_file(config: str):
+    """The YAML file of a project config name ("momentseg:sam2_configs/sam2_hiera_mini.yaml")."""
+    name = config.removeprefix(PROJECT_CONFIG_PREFIX).split("/")[-1]
+    return resources.files("momentseg").joinpath(PROJECT_CONFIG_DIR, name)
+
+
+def _config_files(version: str):
+    """(config name, file) of every SAM2 config of ``version``: sam2's packaged ones, then this project's."""
+    packaged = resources.files("sam2").joinpath(PACKAGED_CONFIG_DIRS[version])
+    yield from ((f"{PACKAGED_CONFIG_DIRS[version]}/{e.name}", e) for e in sorted(packaged.iterdir(), key=lambda e: e.name))
+    if version == "2.0":
+        own = resources.files("momentseg").joinpath(PROJECT_CONFIG_DIR)
+        yield from ((f"{PROJECT_CONFIG_PREFIX}sam2_configs/{e.name}", e)
+                    for e in sorted(own.iterdir(), key=lambda e: e.name))
+
+
 @cache
 def packaged_trunks(version: str) -> tuple[tuple[str, dict], ...]:
-    """(config name, trunk parameters) for every SAM2 config of ``version`` packaged with sam2."""
+    """(config name, trunk parameters) for every SAM2 config of ``version`` (sam2's and this project's)."""
     defaults = _hiera_defaults()
-    folder = PACKAGED_CONFIG_DIRS[version]
     found = []
-    for entry in sorted(resources.files("sam2").joinpath(folder).iterdir(), key=lambda e: e.name):
+    for config, entry in _config_files(version):
         if not entry.name.endswith(".yaml"):
             continue
         trunk = yaml.safe_load(entry.read_text())["model"]["image_encoder"]["trunk"]
-        found.append((f"{folder}/{entry.name}", {**defaults, **trunk}))
+        found.append((config, {**defaults, **trunk}))
     return tuple(found)
 
 

@@ -20,11 +20,14 @@ from typing import Any, Callable, ContextManager
 import numpy as np
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from PIL import Image
 from sam2.build_sam import build_sam2_video_predictor
 from sam2.sam2_video_predictor import SAM2VideoPredictor
 
 from momentseg.model.budgets import MASK_UPSAMPLING
+from momentseg.model.sam2_config import PROJECT_CONFIG_PREFIX, project_config_file
 from momentseg.propagation import TrackedFrame
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -99,16 +102,22 @@ class MomentSAM2VideoPredictor(SAM2VideoPredictor):
 
 def build_predictor(config: str, image_size: int, device: str | torch.device = "cpu",
                     overrides: list[str] | tuple[str, ...] = ()) -> MomentSAM2VideoPredictor:
-    """Random-weight ``MomentSAM2VideoPredictor`` from a packaged sam2 config (weights are loaded later)."""
+    """Random-weight ``MomentSAM2VideoPredictor`` from a sam2 config: one packaged with sam2, or one of this
+    project's (``momentseg:…``, composed the same way from its YAML file). Weights are loaded later."""
     overrides = [
         f"++model._target_={MomentSAM2VideoPredictor.__module__}.{MomentSAM2VideoPredictor.__qualname__}",
         f"++model.image_size={image_size}",
         *SA2VA_DECODER_OVERRIDES,
         *overrides,
     ]
-    return build_sam2_video_predictor(
-        config, ckpt_path=None, device=str(device), apply_postprocessing=False, hydra_overrides_extra=overrides
-    )
+    if not config.startswith(PROJECT_CONFIG_PREFIX):
+        return build_sam2_video_predictor(
+            config, ckpt_path=None, device=str(device), apply_postprocessing=False, hydra_overrides_extra=overrides
+        )
+    cfg = OmegaConf.merge(OmegaConf.load(str(project_config_file(config))),
+                          OmegaConf.from_dotlist([o.removeprefix("++") for o in overrides]))
+    OmegaConf.resolve(cfg)
+    return instantiate(cfg.model, _recursive_=True).to(device).eval()
 
 
 def sam2_input(frame: np.ndarray, image_size: int) -> torch.Tensor:

@@ -25,11 +25,13 @@ TINY_WORDS = (
     "jumps over fence left right green yellow white purple orange square circle triangle star shape object "
     "appears disappears moves stops slides falls rises grows shrinks spins enters leaves from to up down top "
     "bottom stays still then after before while when sure segmentation result please referring here refer "
-    "resoluton low resolution the - < > . , ? ! ' \n"
+    "resoluton low resolution big small that bounces turns ball the - < > . , ? ! ' \n"
 ).split(" ")
 # the official tiny reference's embedding rows: 304 tokens, 320 rows
 OFFICIAL_TINY_VOCAB_ROWS = 320
 TINY_SAM2_CONFIG = "configs/sam2/sam2_hiera_t.yaml"
+# this project's reduced SAM2 (momentseg/model/sam2_configs): what a model small enough to ship uses
+MINI_SAM2_CONFIG = "momentseg:sam2_configs/sam2_hiera_mini.yaml"
 TINY_SAM2_IMAGE_SIZE = 128
 # random decoders score objects as absent (logit < 0), which blanks every mask: bias them present
 TINY_OBJECT_SCORE_BIAS = 4.0
@@ -53,18 +55,19 @@ def build_tiny_tokenizer(*, with_find: bool = True, added_tokens: list[str] | No
     )
 
 
-def tiny_qwen_config(tokenizer, hidden_size: int = 64, vocab_size: int | None = None) -> Qwen2_5_VLConfig:
-    """Qwen2.5-VL geometry shrunk: 2 text layers of width 64, a 2-block vision tower of width 32 (the
-    official tiny reference's sizes); ``vocab_size`` embedding rows (default: one per token)."""
+def tiny_qwen_config(tokenizer, hidden_size: int = 64, vocab_size: int | None = None, layers: int = 2,
+                     initializer_range: float = 0.02) -> Qwen2_5_VLConfig:
+    """Qwen2.5-VL geometry shrunk: by default 2 text layers of width 64, a 2-block vision tower of width 32
+    (the official tiny reference's sizes); ``vocab_size`` embedding rows (default: one per token)."""
     ids = tokenizer.convert_tokens_to_ids
     return Qwen2_5_VLConfig(
         text_config=dict(
             vocab_size=vocab_size or len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
-            rms_norm_eps=1e-6, max_window_layers=2,
+            num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+            rms_norm_eps=1e-6, max_window_layers=layers,
             rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
             bos_token_id=None, eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>"),
-            tie_word_embeddings=False,
+            tie_word_embeddings=False, initializer_range=initializer_range,
         ),
         vision_config=dict(
             depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=14, temporal_patch_size=2,
@@ -76,11 +79,15 @@ def tiny_qwen_config(tokenizer, hidden_size: int = 64, vocab_size: int | None = 
         vision_start_token_id=ids("<|vision_start|>"),
         vision_end_token_id=ids("<|vision_end|>"),
         tie_word_embeddings=False,
+        initializer_range=initializer_range,
     )
 
 
-def build_tiny_model(layout: str = "momentseg", seed: int = 0, sam2_image_size: int = TINY_SAM2_IMAGE_SIZE):
-    """A random-weight model for ``layout``: tiny Qwen2.5-VL, SAM2 2.0 Hiera-T at ``sam2_image_size`` px."""
+def build_tiny_model(layout: str = "momentseg", seed: int = 0, sam2_image_size: int = TINY_SAM2_IMAGE_SIZE, *,
+                     sam2_config: str = TINY_SAM2_CONFIG, hidden_size: int = 64, layers: int = 2,
+                     initializer_range: float = 0.02):
+    """A random-weight model for ``layout``: tiny Qwen2.5-VL (``layers`` text layers of ``hidden_size``),
+    SAM2 2.0 of ``sam2_config`` (default Hiera-T) at ``sam2_image_size`` px."""
     import torch
     from torch import nn
     from transformers import Qwen2_5_VLForConditionalGeneration
@@ -96,22 +103,24 @@ def build_tiny_model(layout: str = "momentseg", seed: int = 0, sam2_image_size: 
     official = layout == "official"
     with_find = layout != "sa2va"
     tokenizer = build_tiny_tokenizer(added_tokens=OFFICIAL_ADDED_TOKENS) if official else build_tiny_tokenizer(with_find=with_find)
-    config = tiny_qwen_config(tokenizer, vocab_size=OFFICIAL_TINY_VOCAB_ROWS if official else None)
+    config = tiny_qwen_config(tokenizer, hidden_size, OFFICIAL_TINY_VOCAB_ROWS if official else None, layers,
+                              initializer_range)
     qwen = Qwen2_5_VLForConditionalGeneration(config).eval()
-    predictor = build_predictor(TINY_SAM2_CONFIG, sam2_image_size, "cpu")
+    predictor = build_predictor(sam2_config, sam2_image_size, "cpu")
     with torch.no_grad():
         predictor.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(TINY_OBJECT_SCORE_BIAS)
     hidden = config.text_config.hidden_size
     find_head = FindHead(hidden, activation=nn.ReLU if official else nn.GELU).eval() if with_find else None
-    info = ModelInfo("tiny", layout, ("seg", "find") if with_find else ("seg",), TINY_SAM2_CONFIG, sam2_image_size,
-                     "hiera_t")
+    trunk = sam2_config.rsplit("/", 1)[-1].removeprefix("sam2_").removesuffix(".yaml")
+    info = ModelInfo("tiny", layout, ("seg", "find") if with_find else ("seg",), sam2_config, sam2_image_size, trunk)
     return MomentSegModel(QwenLMM(qwen, build_processor(tokenizer)), SegProjector(hidden).eval(), find_head,
                           predictor, info, SegProjector(hidden).eval() if official else None)
 
 
 def write_tiny_checkpoint(folder, layout: str = "momentseg", seed: int = 0,
-                          sam2_image_size: int = TINY_SAM2_IMAGE_SIZE):
-    """Save a tiny random-weight checkpoint in ``layout``; returns the folder."""
+                          sam2_image_size: int = TINY_SAM2_IMAGE_SIZE, **sizes):
+    """Save a tiny random-weight checkpoint in ``layout`` (``sizes``: those of :func:`build_tiny_model`);
+    returns the folder."""
     from momentseg.model.checkpoint import save_checkpoint
 
-    return save_checkpoint(build_tiny_model(layout, seed, sam2_image_size), folder)
+    return save_checkpoint(build_tiny_model(layout, seed, sam2_image_size, **sizes), folder)
