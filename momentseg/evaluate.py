@@ -44,6 +44,9 @@ class EvalOptions:
     method: Mapping[str, Any] = field(default_factory=dict)
     device: str | None = None
     progress: bool = True
+    # also score each expression's ground truth against the masks of another object's expression of the
+    # same video: what a model that ignores the text gets
+    text_check: bool = False
 
     def segment_options(self, grounding: bool) -> SegmentOptions:
         """The pipeline options of the official RefVOS (``grounding`` False) or TSG evaluation, with the
@@ -91,6 +94,35 @@ def _score_referring(entry: ReferringEntry, result, out: Path) -> dict:
     return row
 
 
+def other_objects_expressions(entries: list) -> dict[str, ReferringEntry]:
+    """For each referring entry with masks, an expression of the same video that names another object
+    (its masks differ on some frame); entries without one are left out."""
+    by_video = defaultdict(list)
+    for entry in entries:
+        if isinstance(entry, ReferringEntry) and entry.has_masks:
+            by_video[entry.video_id].append(entry)
+    others = {}
+    for group in by_video.values():
+        for index, entry in enumerate(group):
+            for other in group[index + 1:] + group[:index]:
+                if any((entry.mask(i) != other.mask(i)).any() for i in range(len(entry.frame_names))):
+                    others[entry.name] = other
+                    break
+    return others
+
+
+def _score_text_ignored(entry: ReferringEntry, other: ReferringEntry | None, pipeline, options) -> dict:
+    """J and F of ``entry``'s ground truth against the masks the pipeline gives for ``other``'s expression."""
+    if other is None:
+        return {"other_expression": None}
+    result = pipeline.run(entry.open_frames(), validate_prompt(other.expression), options)
+    track = result.tracks[0] if result.tracks else None
+    empty = np.zeros((result.height, result.width), bool)
+    predictions = [track.mask(i, result.width, result.height) if track else empty for i in range(result.num_frames)]
+    score = expression_scores(predictions, [entry.mask(i) for i in range(result.num_frames)])
+    return {"other_expression": other.expression, "J_other": score.j, "F_other": score.f}
+
+
 def _score_grounding(entry: GroundingEntry, pipeline, options) -> dict:
     """The TSG evaluation: the [FIND] pass only; the moment is the longest run of S above θ (official)."""
     frames = entry.open_frames()
@@ -132,6 +164,13 @@ def summarise(kind: str, rows: list[dict]) -> dict:
         summary = {"J": round(100 * total.j, 4), "F": round(100 * total.f, 4), "J&F": round(100 * total.jf, 4)}
         if kind in ("ref-youtube-vos", "cvat"):
             summary["note"] = "MeViS-style averaging (offline approximation of the benchmark server)"
+    checked = [r for r in scored if r.get("J_other") is not None]
+    if checked:  # the same expressions, each prompted with another object's expression
+        own = mevis_scores([JF(r["J"], r["F"]) for r in checked])
+        ignored = mevis_scores([JF(r["J_other"], r["F_other"]) for r in checked])
+        summary["text check"] = {"expressions": len(checked), "J&F": round(100 * own.jf, 4),
+                                 "J&F other object's expression": round(100 * ignored.jf, 4),
+                                 "J other object's expression": round(100 * ignored.j, 4)}
     per_video = defaultdict(list)
     for r in scored:
         per_video[r["video"]].append((r["J"], r["F"]))
@@ -167,6 +206,7 @@ def evaluate(checkpoint: str, data: str, out: str | Path, options: EvalOptions =
         model = load_checkpoint(checkpoint, device=state.device)
         pipeline = MomentSegPipeline(model)
         refvos_options, tsg_options = options.segment_options(False), options.segment_options(True)
+        others = other_objects_expressions(entries) if options.text_check else {}
         with (rows_dir / f"rank-{state.process_index}.jsonl").open("a") as log:
             for entry in tqdm(mine, desc=f"eval {spec.kind}", unit="expr", disable=not options.progress):
                 if isinstance(entry, GroundingEntry):
@@ -174,6 +214,8 @@ def evaluate(checkpoint: str, data: str, out: str | Path, options: EvalOptions =
                 else:
                     result = pipeline.run(entry.open_frames(), entry.expression, refvos_options)
                     row = _score_referring(entry, result, out)
+                    if options.text_check and entry.has_masks:
+                        row.update(_score_text_ignored(entry, others.get(entry.name), pipeline, refvos_options))
                 log.write(json.dumps({"key": entry.name, **row}) + "\n")
                 log.flush()  # a crash loses at most the expression in flight
     state.wait_for_everyone()

@@ -85,7 +85,7 @@ def reference_scores(out, data_root):
                         gt |= coco_mask.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool)
                 js.append(davis_iou(gt, prediction))
                 fs.append(davis_f(prediction, gt))
-            scores[video] = (np.mean(js), np.mean(fs))
+            scores[video, exp_id] = (np.mean(js), np.mean(fs))
     return scores
 
 
@@ -112,7 +112,7 @@ def test_j_and_f_equal_the_davis_reference_on_the_written_pngs(evaluated, synth)
     reference = reference_scores(out, synth)
     predicted_any = False
     for row in metrics["rows"]:
-        j, f = reference[row["video"]]
+        j, f = reference[row["video"], row["expression_id"]]
         assert row["J"] == pytest.approx(j, abs=1e-9) and row["F"] == pytest.approx(f, abs=1e-9)
         predicted_any |= j not in (0.0, 1.0)
     assert predicted_any  # non-trivial masks were scored, not only empty frames
@@ -121,7 +121,7 @@ def test_j_and_f_equal_the_davis_reference_on_the_written_pngs(evaluated, synth)
     summary = json.loads((out / "metrics.json").read_text())["summary"]
     assert summary["J"] == pytest.approx(j_mean, abs=1e-4) and summary["F"] == pytest.approx(f_mean, abs=1e-4)
     assert summary["J&F"] == pytest.approx((j_mean + f_mean) / 2, abs=1e-4)
-    assert set(metrics["per_video"]) == set(reference)
+    assert set(metrics["per_video"]) == {video for video, _ in reference}
 
 
 def test_a_rerun_skips_finished_expressions(evaluated, synth, tiny_checkpoint):
@@ -132,6 +132,19 @@ def test_a_rerun_skips_finished_expressions(evaluated, synth, tiny_checkpoint):
     again = evaluate(str(tiny_checkpoint), f"mevis={synth / 'mevis'}", out, EvalOptions(**TINY))
     assert len(rows_file.read_text().splitlines()) == len(lines)
     assert again["summary"] == metrics["summary"]
+
+
+def test_the_text_check_prompts_with_another_objects_expression(synth, tiny_checkpoint, tmp_path):
+    metrics = evaluate(str(tiny_checkpoint), f"mevis={synth / 'mevis'}", tmp_path,
+                       EvalOptions(**{**TINY, "limit": 2, "text_check": True}))
+    first, second = metrics["rows"]  # the two objects of the first clip
+    assert first["video"] == second["video"] and first["expression"] != second["expression"]
+    assert first["other_expression"] == second["expression"] and second["other_expression"] == first["expression"]
+    check = metrics["summary"]["text check"]
+    assert check["expressions"] == 2
+    assert check["J other object's expression"] == pytest.approx(100 * np.mean([first["J_other"], second["J_other"]]),
+                                                                 abs=1e-3)
+    assert check["J&F"] == pytest.approx(metrics["summary"]["J&F"], abs=1e-3)
 
 
 def test_tsg_eval_reports_recall_and_miou(synth, tiny_checkpoint, tmp_path):
