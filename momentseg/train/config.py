@@ -46,8 +46,8 @@ class SampleRecipe:
     image_min_pixels: int = 4 * 4 * 28 * 28
     image_pixels: int = 16 * 16 * 28 * 28
     system_prompt: str | None = SYSTEM_PROMPT
-    # "all": random answers of the lists and both [FIND] questions; "first": "It is [FIND]." / "It is [SEG]."
-    # (what inference forces) and the TVG question only
+    # "all": random answers of the lists; "first": "It is [FIND]." / "It is [SEG]." (what inference forces).
+    # Either way both [FIND] questions (the TSG evaluation's and the RefVOS inference's) are drawn
     answer_variants: str = "all"
 
 

@@ -176,7 +176,7 @@ class SampleBuilder:
         else:
             start, end = entry.start, entry.end
         query = entry.query if isinstance(entry, GroundingEntry) else entry.expression
-        style = "tsg" if self.recipe.answer_variants == "first" else str(rng.choice(TSG_QUESTION_STYLES))
+        style = str(rng.choice(TSG_QUESTION_STYLES))
         inputs, answer_positions = self._tokenise(tsg_question(query, style), self._answer(FIND_ANSWERS, rng),
                                                   [video])
         targets = find_targets(sampled, frames.fps, start, end)
