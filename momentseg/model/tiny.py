@@ -85,9 +85,12 @@ def tiny_qwen_config(tokenizer, hidden_size: int = 64, vocab_size: int | None = 
 
 def build_tiny_model(layout: str = "momentseg", seed: int = 0, sam2_image_size: int = TINY_SAM2_IMAGE_SIZE, *,
                      sam2_config: str = TINY_SAM2_CONFIG, hidden_size: int = 64, layers: int = 2,
-                     initializer_range: float = 0.02):
-    """A random-weight model for ``layout``: tiny Qwen2.5-VL (``layers`` text layers of ``hidden_size``),
-    SAM2 2.0 of ``sam2_config`` (default Hiera-T) at ``sam2_image_size`` px."""
+                     initializer_range: float = 0.02, seg_prompt_std: float | None = None):
+    """A random-weight model for ``layout``: tiny Qwen2.5-VL (``layers`` text layers of ``hidden_size``,
+    weights of std ``initializer_range``), SAM2 2.0 of ``sam2_config`` (default Hiera-T) at
+    ``sam2_image_size`` px. ``seg_prompt_std``: the [SEG] projection's weights drawn so that p starts at
+    about that scale per dimension (SAM2's own prompt tokens start at 1; PyTorch's default init gives p ≈ 0.2,
+    which the mask decoder barely notices)."""
     import torch
     from torch import nn
     from transformers import Qwen2_5_VLForConditionalGeneration
@@ -110,10 +113,15 @@ def build_tiny_model(layout: str = "momentseg", seed: int = 0, sam2_image_size: 
     with torch.no_grad():
         predictor.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(TINY_OBJECT_SCORE_BIAS)
     hidden = config.text_config.hidden_size
+    seg_projector = SegProjector(hidden).eval()
+    if seg_prompt_std is not None:
+        with torch.no_grad():  # unit-scale layers: h (RMS-normed, ≈ 1 per dim) → ≈ 1 → ReLU → ≈ seg_prompt_std
+            seg_projector[0].weight.normal_(0, hidden ** -0.5)
+            seg_projector[2].weight.normal_(0, seg_prompt_std * (2 / hidden) ** 0.5)
     find_head = FindHead(hidden, activation=nn.ReLU if official else nn.GELU).eval() if with_find else None
     trunk = sam2_config.rsplit("/", 1)[-1].removeprefix("sam2_").removesuffix(".yaml")
     info = ModelInfo("tiny", layout, ("seg", "find") if with_find else ("seg",), sam2_config, sam2_image_size, trunk)
-    return MomentSegModel(QwenLMM(qwen, build_processor(tokenizer)), SegProjector(hidden).eval(), find_head,
+    return MomentSegModel(QwenLMM(qwen, build_processor(tokenizer)), seg_projector, find_head,
                           predictor, info, SegProjector(hidden).eval() if official else None)
 
 
