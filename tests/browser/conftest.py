@@ -136,6 +136,7 @@ def shots():
     def take(page, name):
         if folder:
             Path(folder).mkdir(parents=True, exist_ok=True)
+            page.wait_for_timeout(700)  # let antd's open/close animations end
             page.screenshot(path=str(Path(folder) / f"{name}.png"))
 
     return take

@@ -34,9 +34,12 @@ def open_job(page, task, job):
     page.wait_for_timeout(1500)
 
 
-def momentseg_menu(page, item_class):
+def momentseg_menu(page, item_class, shot=None):
     page.click(".cvat-annotation-header-menu-button")
     page.click(".cvat-annotation-menu .momentseg-menu")
+    page.locator(f".{item_class}").wait_for()
+    if shot:
+        shot()
     page.click(f".{item_class}")
 
 
@@ -96,7 +99,7 @@ def annotated(browser, video_task, shots):
     page.wait_for_selector(".cvat-objects-sidebar-state-item")
     drawn = page.locator(".cvat-objects-sidebar-state-item").count()
 
-    momentseg_menu(page, "momentseg-menu-annotate")
+    momentseg_menu(page, "momentseg-menu-annotate", lambda: shots(page, "menu"))
     page.wait_for_selector(".momentseg-annotate-dialog")
     page.fill(".momentseg-prompt", PROMPT)
     shots(page, "annotate-dialog")
@@ -173,6 +176,17 @@ def test_the_moment_band_sits_on_the_moments_frames(annotated):
     page.wait_for_timeout(1500)
     frame = current_frame(page)
     assert moment["start"] <= frame <= min(moment["end"], job["stop"]), frame
+
+
+def test_the_runs_view_lists_the_tasks_runs(annotated, shots):
+    page, run = annotated["page"], annotated["run"]
+    momentseg_menu(page, "momentseg-menu-runs")
+    rows = page.locator(".momentseg-runs-view .ant-table-row")
+    rows.first.wait_for(timeout=30_000)
+    shots(page, "runs-view")
+    first = rows.first.inner_text()
+    assert run["prompt"] in first and "Done" in first and os.environ["CVAT_TEST_USER"] in first, first
+    page.click(".momentseg-runs-view .ant-modal-close")
 
 
 def test_refine_keeps_the_persons_edited_frame(annotated, shots):
