@@ -11,6 +11,7 @@ the [FIND]/[SEG] token is the last layer's (final-norm) state where that token i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import cv2
@@ -234,7 +235,7 @@ class QwenLMM:
         return None
 
     @torch.inference_mode()
-    def encode_tsg(self, frames: list[np.ndarray], query: str, *, min_pixels: int = VIDEO_MIN_PIXELS,
+    def encode_tsg(self, frames: Iterable[np.ndarray], query: str, *, min_pixels: int = VIDEO_MIN_PIXELS,
                    max_pixels: int = VIDEO_MAX_PIXELS, style: str = "refvos", force_answer: bool = False,
                    max_new_tokens: int = MAX_NEW_TOKENS) -> TSGHiddenStates:
         """TSG pass: the low-resolution video (Qwen video mode) and the [FIND] question (official MM:574-661)."""
@@ -255,7 +256,7 @@ class QwenLMM:
                                self.tokenizer.decode(answer_ids))
 
     @torch.inference_mode()
-    def encode_seg(self, keyframes: list[np.ndarray], query: str, *, min_pixels: int = IMAGE_MIN_PIXELS,
+    def encode_seg(self, keyframes: Iterable[np.ndarray], query: str, *, min_pixels: int = IMAGE_MIN_PIXELS,
                    max_pixels: int = IMAGE_MAX_PIXELS, style: str = "refvos", force_answer: bool = False,
                    max_new_tokens: int = MAX_NEW_TOKENS) -> SegHiddenState:
         """RefVOS pass: the keyframes as high-resolution images and the [SEG] question (official MM:673-764)."""
