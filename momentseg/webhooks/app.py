@@ -17,7 +17,8 @@ import hmac
 import json
 import logging
 from collections import Counter
-from typing import Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -69,7 +70,8 @@ def webhook_routes(settings: WebhookSettings, queue: WebhookQueue, runs: CvatRun
         except ValueError:
             payload = None
         if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
-            return json_error(400, "not_a_delivery", "the body is not a CVAT webhook delivery (a JSON object with an event)")
+            return json_error(400, "not_a_delivery",
+                              "the body is not a CVAT webhook delivery (a JSON object with an event)")
         event = payload["event"]
         if event not in ("ping", "create:comment"):
             return JSONResponse({"ignored": event})
@@ -101,7 +103,7 @@ def webhook_routes(settings: WebhookSettings, queue: WebhookQueue, runs: CvatRun
         """Counts of runs by state for anyone; with the service token, also the queue's kind and who
         holds which run."""
         records = await run_in_threadpool(queue.records)
-        answer = {"runs": dict(Counter(r["state"] for r in records))}
+        answer: dict[str, Any] = {"runs": dict(Counter(r["state"] for r in records))}
         given = request.headers.get("authorization", "").encode()
         if settings.token and hmac.compare_digest(given, f"Bearer {settings.token}".encode()):
             answer.update(queue="redis" if settings.redis_url else "sqlite",

@@ -111,7 +111,7 @@ def queue_batch(queue: WebhookQueue, batch: str, rows: list[BatchRow], *, host: 
 
 
 def batch_records(queue: WebhookQueue, batch: str) -> list[dict[str, Any]]:
-    return sorted((r for r in queue.records() if r.get("batch") == batch), key=task_of)
+    return sorted((r for r in queue.records() if r.get("batch") == batch), key=lambda r: r["task_id"])
 
 
 def cancel_batch(queue: WebhookQueue, batch: str) -> int:

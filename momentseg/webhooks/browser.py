@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -111,7 +111,8 @@ class CvatAsPerson:
 
     async def jobs(self, task_id: int) -> list[dict[str, Any]]:
         """The task's jobs this person may see."""
-        jobs, page = [], 1
+        jobs: list[dict[str, Any]] = []
+        page = 1
         while True:
             status, answer = await self.get("/api/jobs", task_id=task_id, page=page, page_size=100)
             if status != 200 or not isinstance(answer, dict):
@@ -232,7 +233,7 @@ def _run_fields(body: dict) -> dict[str, Any]:
 # --- what the browser sees of a run --------------------------------------------------------------
 
 def _iso(seconds: float | None) -> str | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc).isoformat()
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC).isoformat()
 
 
 def run_view(record: dict[str, Any], position: int | None) -> dict[str, Any]:
@@ -285,6 +286,12 @@ def runs_routes(settings: WebhookSettings, queue: WebhookQueue, cvat_url: str,
         if record is None or task_of(record) is None:
             raise HTTPError(404, "no_such_run", f"there is no run '{run_id[:80]}'")
         return record
+
+    def task_of_run(record: dict[str, Any]) -> int:
+        task_id = task_of(record)
+        if task_id is None:  # a comment's run learns its task when a worker reads the issue
+            raise HTTPError(409, "task_not_known", f"run '{record['key']}' does not know its CVAT task yet")
+        return task_id
 
     async def about(request: Request) -> JSONResponse:
         from momentseg.pipeline import MAX_PROMPT_CHARS
@@ -342,7 +349,7 @@ def runs_routes(settings: WebhookSettings, queue: WebhookQueue, cvat_url: str,
         record = await record_or_404(request.path_params["run_id"])
         cvat = CvatAsPerson(cvat_url, request)
         await cvat.person()
-        await cvat.task(task_of(record))
+        await cvat.task(task_of_run(record))
         return JSONResponse(run_view(record, await run_in_threadpool(queue.ahead_of, record["key"])))
 
     async def cancel(request: Request) -> JSONResponse:
@@ -350,14 +357,14 @@ def runs_routes(settings: WebhookSettings, queue: WebhookQueue, cvat_url: str,
         record = await record_or_404(request.path_params["run_id"])
         cvat = CvatAsPerson(cvat_url, request)
         person = await cvat.person()
-        task = await cvat.task(task_of(record))
+        task = await cvat.task(task_of_run(record))
         if record.get("user") != person.username:
             why_not = await cvat.may_edit(person, task, record.get("job"))
             if why_not:
                 raise HTTPError(403, "may_not_edit", f"only who started run {record['key']} or who may edit task "
                                 f"{task['id']} may cancel it: {why_not}")
         await run_in_threadpool(queue.cancel, record["key"])
-        record = await run_in_threadpool(queue.get, record["key"])
+        record = await record_or_404(record["key"])
         return JSONResponse(run_view(record, await run_in_threadpool(queue.ahead_of, record["key"])))
 
     return [Route(f"{PREFIX}/about", about, methods=["GET"]),

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import urlparse
 
 import platformdirs
@@ -43,8 +43,9 @@ class WebhookSettings:
     def check_endpoint(self) -> None:
         """What answering CVAT's webhooks needs (a batch from the command line needs only the queue)."""
         if not self.secret:
-            raise WebhookConfigError("no webhook secret: set MOMENTSEG_WEBHOOK_SECRET (or MOMENTSEG_WEBHOOK_SECRET_FILE) "
-                                     "to the secret given to CVAT's webhook; the endpoint does not start without it")
+            raise WebhookConfigError("no webhook secret: set MOMENTSEG_WEBHOOK_SECRET (or "
+                                     "MOMENTSEG_WEBHOOK_SECRET_FILE) to the secret given to CVAT's webhook; the "
+                                     "endpoint does not start without it")
         if not self.cvat_hosts:
             raise WebhookConfigError("no CVAT host accepted: set MOMENTSEG_WEBHOOK_CVAT_HOSTS (or CVAT_HOST)")
         if not self.projects:
@@ -52,7 +53,7 @@ class WebhookSettings:
                                      "whose webhooks this service answers (comma-separated)")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, endpoint: bool = True, **overrides) -> "WebhookSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None, endpoint: bool = True, **overrides) -> WebhookSettings:
         """The settings; ``endpoint``: also check what answering webhooks needs."""
         env = os.environ if env is None else env
         secret = _secret(env, "MOMENTSEG_WEBHOOK_SECRET") or ""
@@ -62,7 +63,8 @@ class WebhookSettings:
         try:
             projects = [int(p) for p in _split(env.get("MOMENTSEG_WEBHOOK_PROJECTS", ""))]
         except ValueError:
-            raise WebhookConfigError("MOMENTSEG_WEBHOOK_PROJECTS must be project ids (numbers), comma-separated") from None
+            raise WebhookConfigError(
+                "MOMENTSEG_WEBHOOK_PROJECTS must be project ids (numbers), comma-separated") from None
         values = dict(
             secret=secret, cvat_hosts=frozenset(h.lower() for h in hosts), projects=frozenset(projects),
             queue_path=Path(env.get("MOMENTSEG_WEBHOOK_QUEUE") or Path(platformdirs.user_data_dir("momentseg"))

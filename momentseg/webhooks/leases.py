@@ -19,6 +19,7 @@ import uuid
 from huey.api import Huey
 from huey.storage import RedisStorage
 from redis.exceptions import LockError, RedisError
+from redis.lock import Lock
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class Leases:
         self.huey = huey
         self.worker = worker
         self.seconds = seconds
-        self._held: dict[str, object] = {}
+        self._held: dict[str, Lock | None] = {}  # name: its Redis lock (None: a huey lock, nothing to extend)
         self._lost: set[str] = set()
         self._guard = threading.Lock()
 
@@ -75,7 +76,7 @@ class RedisLeases(Leases):
         super().__init__(huey, worker, seconds)
         self.conn = huey.storage.conn
 
-    def _lock(self, name: str):
+    def _lock(self, name: str) -> Lock:
         return self.conn.lock(LEASE_PREFIX + name, timeout=self.seconds, thread_local=False)
 
     def take(self, name: str) -> bool:
@@ -126,7 +127,7 @@ class LocalLeases(Leases):
         if not self.huey.put_if_empty(self._key(name), self.worker):
             return False
         with self._guard:
-            self._held[name] = True
+            self._held[name] = None
         return True
 
     def release(self, name: str) -> None:

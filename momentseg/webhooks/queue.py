@@ -1,10 +1,11 @@
 """The persistent queue behind comments, the browser and batches: huey on a SQLite file by default (one
 machine, one worker process), on Redis when configured (any number of workers on any number of machines).
 
-One queue serves one CVAT server (the one its workers write to). Each run is recorded in huey's
-key-value store under its key (a comment's, or a run id): the record is created with ``put_if_empty``
-(SQLite: a unique key; Redis: HSETNX), so a redelivered comment finds its run and starts nothing. The record moves received → queued → running → written → done (or failed /
-refused / cancelled), and is saved at each step; each change of state is one log line with the run's key.
+One queue serves one CVAT server (the one its workers write to). Each run is recorded in huey's key-value
+store under its key (a comment's, or a run id): the record is created with ``put_if_empty`` (SQLite: a
+unique key; Redis: HSETNX), so a redelivered comment finds its run and starts nothing. The record moves
+received → queued → running → written → done (or failed / refused / cancelled), and is saved at each step;
+each change of state is one log line with the run's key.
 
 A run belongs to one worker at a time through its lease (momentseg.webhooks.leases): on Redis a key
 with an expiry that the worker renews. When a worker dies its leases expire, and another worker's
@@ -23,9 +24,10 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 from huey import RedisHuey, SqliteHuey
 from huey.api import Huey
@@ -85,7 +87,7 @@ class HandBack(Exception):
 class RunContext:
     """What a run gets from the queue: its record, a progress report and object leases."""
 
-    def __init__(self, queue: "WebhookQueue", record: dict[str, Any]):
+    def __init__(self, queue: WebhookQueue, record: dict[str, Any]):
         self.queue = queue
         self.record = record
         self._reported = -1
@@ -219,7 +221,10 @@ class WebhookQueue:
         if self.huey.put_if_empty(RUN_PREFIX + key, json.dumps(record)):
             log.info("run %s: received (%s)", key, record.get("source", "comment"))
             return record, True
-        return self.get(key), False
+        first = self.get(key)
+        if first is None:  # removed between the two calls (retention): record it afresh
+            return self.receive(key, fields)
+        return first, False
 
     def start(self, record: dict[str, Any]) -> None:
         if record["state"] == "received":

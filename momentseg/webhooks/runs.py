@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any
 
 from cvat_sdk import Client
 
@@ -152,6 +153,8 @@ class CvatRuns:
 
         client = self.client()
         task_id = task_of(record)
+        if task_id is None:
+            raise RunFailed("the run names no CVAT task")
         label = record.get("label") or self.settings.label
         options = {**(record.get("options") or {}), "label": label}
         if record.get("output"):
