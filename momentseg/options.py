@@ -21,9 +21,10 @@ import argparse
 import json
 import math
 import typing
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import cache
-from typing import Any, Mapping
+from typing import Any
 
 from momentseg.errors import InvalidInputError
 from momentseg.grounding import DEFAULT_TAU, MOMENT_RULES
@@ -194,8 +195,10 @@ def check_value(declared: Declaration, value: Any) -> None:
     if not isinstance(value, (int, float)) or (declared.type is int and not isinstance(value, int)):
         raise InvalidInputError(f"{name} must be {'an integer' if declared.type is int else 'a number'}, "
                                 f"got {value!r}")
-    if not (math.isfinite(value) and declared.minimum <= value <= declared.maximum):
-        raise InvalidInputError(f"{name} must be between {declared.minimum:g} and {declared.maximum:g}, got {value}")
+    low = -math.inf if declared.minimum is None else declared.minimum
+    high = math.inf if declared.maximum is None else declared.maximum
+    if not (math.isfinite(value) and low <= value <= high):
+        raise InvalidInputError(f"{name} must be between {low:g} and {high:g}, got {value}")
 
 
 def parse_value(declared: Declaration, text: str) -> Any:
@@ -203,8 +206,10 @@ def parse_value(declared: Declaration, text: str) -> Any:
     text = text.strip()
     if declared.none is not None and text == str(declared.none[0]):
         return None
+    value: bool | int | float | str
     if declared.type is bool:
-        words = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+        words = {"true": True, "yes": True, "on": True, "1": True,
+                 "false": False, "no": False, "off": False, "0": False}
         if text.lower() not in words:
             raise InvalidInputError(f"{declared.name} takes yes or no, got '{text[:40]}'")
         value = words[text.lower()]
