@@ -12,10 +12,32 @@ from cvat_sdk import Client, models
 from momentseg.cvat.connection import CvatError, cvat_errors, task_link
 from momentseg.cvat.frames import select_frames
 from momentseg.cvat.task import (
-    KINDS, MCS_ATTRIBUTE, MCS_VALUES, OBJECT_ATTRIBUTE, PROMPT_ATTRIBUTE, TOOL_ATTRIBUTES, Job, JobWriter,
-    LabelMissingError, NothingFoundError, ObjectExistsError, PartialWriteError, Progress, Record, Runner, TaskState,
-    api_json, api_request, attribute_ids, attribute_values, frame_step, mask_shape, mcs_role, object_groups,
-    read_job_annotations, read_task,
+    KINDS,
+    MCS_ATTRIBUTE,
+    MCS_VALUES,
+    OBJECT_ATTRIBUTE,
+    PROMPT_ATTRIBUTE,
+    TOOL_ATTRIBUTES,
+    Job,
+    JobWriter,
+    LabelMissingError,
+    NothingFoundError,
+    ObjectExistsError,
+    PartialWriteError,
+    Progress,
+    Record,
+    Runner,
+    TaskState,
+    api_json,
+    api_request,
+    attribute_ids,
+    attribute_values,
+    frame_step,
+    mask_shape,
+    mcs_role,
+    object_groups,
+    read_job_annotations,
+    read_task,
 )
 from momentseg.errors import InvalidInputError
 
@@ -111,7 +133,7 @@ def annotate_task(client: Client, task_id: int, prompt: str, label_name: str, ru
     task = read_task(client, task_id)
     label = task.label(label_name)
     if label is None:
-        names = ", ".join(sorted(l["name"] for l in task.labels)) or "none"
+        names = ", ".join(sorted(known["name"] for known in task.labels)) or "none"
         raise LabelMissingError(f"label '{label_name}' is not in task {task_id} (its labels: {names}); nothing written")
     if label.get("type", "any") not in ("any", output):
         raise InvalidInputError(f"label '{label_name}' takes {label['type']} shapes, not {output}s; nothing written")
@@ -151,10 +173,14 @@ def annotate_task(client: Client, task_id: int, prompt: str, label_name: str, ru
             changed = new_labels + new_attributes
             task = read_task(client, task_id)
             label = task.label(label_name)
+            if label is None:
+                raise LabelMissingError(f"label '{label_name}' was added to task {task_id} but CVAT does not "
+                                        "list it; nothing written")
         moment_tag_label = task.label(moment_label)
         shapes = [s for s in response["tracks"][0]["shapes"] if not s["outside"]]
         keyframes, center = set(response.get("keyframes") or []), response.get("center_frame")
-        record = Record(numbers[0], numbers[-1], frame_step(numbers), frozenset(s["frame"] for s in shapes))
+        frames_written = frozenset(s["frame"] for s in shapes)
+        record = Record(numbers[0], numbers[-1], frame_step(numbers), frames_written)
         plan = _annotate_plan(task, jobs, label, moment_tag_label, group, prompt, output, numbers, shapes,
                               keyframes, center, record, response.get("moment"))
         writer.write({"create": plan})
@@ -166,7 +192,7 @@ def annotate_task(client: Client, task_id: int, prompt: str, label_name: str, ru
     written = {"mask_shapes": counts["shapes"], "polygon_tracks": counts["tracks"], "tags": counts["tags"],
                "intervals": counts["intervals"]}
     moment = response.get("moment")
-    return AnnotateSummary(task_id, group, job_id, label_name, output, len(numbers), sorted(record.written),
+    return AnnotateSummary(task_id, group, job_id, label_name, output, len(numbers), sorted(frames_written),
                            sorted(keyframes), center, moment, written, new_labels, new_attributes,
                            task_link(client, task_id, job_id), round(time.perf_counter() - started, 2), notes)
 
@@ -177,7 +203,7 @@ def _annotate_plan(task: TaskState, jobs: list[Job], label: dict, moment_label: 
     by_frame = {s["frame"]: s for s in shapes}
     plan: dict[int, dict[str, list[dict]]] = {}
     for job in jobs:
-        objects = {kind: [] for kind in KINDS}
+        objects: dict[str, list[dict]] = {kind: [] for kind in KINDS}
         if output == "mask":
             objects["shapes"] = [mask_shape(label, group, prompt, s, mcs_role(s["frame"], keyframes, center), record)
                                  for s in shapes if job.holds(s["frame"])]

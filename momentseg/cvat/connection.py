@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import urllib3
@@ -121,7 +122,9 @@ class _GuardedPoolManager(urllib3.PoolManager):
         super().__init__(**kwargs)
         self._timeout = urllib3.Timeout(connect=timeouts.connect, read=timeouts.read)
 
-    def urlopen(self, method, url, redirect=True, **kwargs):
+    # PoolManager's own signature, which urllib3 itself marks as an incompatible override of RequestMethods'
+    def urlopen(  # type: ignore[override]
+            self, method: str, url: str, redirect: bool = True, **kwargs: Any) -> urllib3.BaseHTTPResponse:
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._timeout
         kwargs["retries"] = urllib3.Retry(total=0, redirect=0, raise_on_redirect=False)
@@ -198,7 +201,7 @@ def timeouts_from_env(env: Mapping[str, str] | None = None) -> Timeouts:
 def connect_from_env(env: Mapping[str, str] | None = None) -> Client:
     """Connect with ``CVAT_HOST`` and ``CVAT_ACCESS_TOKEN`` or ``CVAT_USER`` / ``CVAT_PASSWORD``."""
     credentials = credentials_from_env(env)
-    return connect(credentials.pop("host"), **credentials, timeouts=timeouts_from_env(env))
+    return connect(credentials.pop("host") or "", **credentials, timeouts=timeouts_from_env(env))
 
 
 def task_link(client: Client, task_id: int, job_id: int | None = None) -> str:

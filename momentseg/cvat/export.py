@@ -9,14 +9,19 @@ import numpy as np
 from cvat_sdk import Client
 
 from momentseg.cvat.task import (
-    OBJECT_ATTRIBUTE, PROMPT_ATTRIBUTE, TaskState, attribute_names_of, attribute_value, read_job_annotations,
-    read_task, shape_mask,
+    OBJECT_ATTRIBUTE,
+    PROMPT_ATTRIBUTE,
+    TaskState,
+    attribute_names_of,
+    attribute_value,
+    read_job_annotations,
+    read_task,
+    shape_mask,
 )
 from momentseg.errors import InvalidInputError
 from momentseg.export import ExportObject, ExportSet
 from momentseg.masks import to_cvat_rle
 from momentseg.result import Shape
-
 
 _PERSON_FIRST = {"manual": 0, "semi-auto": 1, "file": 2, "auto": 3}
 
@@ -99,7 +104,8 @@ def _one_shape(by_job: dict[int, list[dict]], task: TaskState) -> dict:
     """The frame's shape of an object: from the job whose shapes a person touched most (then the newest),
     several visible shapes of that job merged into one mask."""
     def rank(shapes: list[dict]) -> tuple:
-        return (min(_PERSON_FIRST.get(s.get("source"), 0) for s in shapes), -max(int(s.get("id") or 0) for s in shapes))
+        person_first = min(_PERSON_FIRST.get(s.get("source") or "", 0) for s in shapes)
+        return person_first, -max(int(s.get("id") or 0) for s in shapes)
 
     shapes = min(by_job.values(), key=rank)
     visible = [s for s in shapes if not s.get("outside")]
@@ -127,7 +133,7 @@ def _track_frames(shapes: list[dict], total: int) -> dict[int, dict]:
     linearly towards the next keyframe, ``outside`` ends it."""
     keyframes = sorted(shapes, key=lambda s: s["frame"])
     frames = {}
-    for current, following in zip(keyframes, keyframes[1:] + [None]):
+    for current, following in zip(keyframes, [*keyframes[1:], None], strict=True):
         if current.get("outside"):
             continue
         stop = following["frame"] if following is not None else total
@@ -136,7 +142,7 @@ def _track_frames(shapes: list[dict], total: int) -> dict[int, dict]:
             if following is not None and frame != current["frame"] and len(following["points"]) == len(points) \
                     and current["type"] == "polygon":
                 t = (frame - current["frame"]) / (following["frame"] - current["frame"])
-                points = [float(a + (b - a) * t) for a, b in zip(current["points"], following["points"])]
+                points = [float(a + (b - a) * t) for a, b in zip(current["points"], following["points"], strict=True)]
             frames[frame] = dict(current, frame=frame, points=points, keyframe=frame == current["frame"])
     return frames
 

@@ -8,7 +8,7 @@ import io
 import json
 import zipfile
 from collections import OrderedDict
-from typing import Iterable
+from collections.abc import Iterable
 
 import av
 import cv2

@@ -13,9 +13,25 @@ from cvat_sdk import Client
 from momentseg.cvat.connection import CvatError, task_link
 from momentseg.cvat.frames import format_ranges
 from momentseg.cvat.task import (
-    CHECK_ATTRIBUTE, KINDS, OBJECT_ATTRIBUTE, PROMPT_ATTRIBUTE, JobWriter, PartialWriteError, Progress, Record,
-    Runner, TaskState, attribute_names_of, attribute_value, frame_step, is_tool_shape, mask_shape, mcs_role,
-    read_job_annotations, read_task, shape_mask,
+    CHECK_ATTRIBUTE,
+    KINDS,
+    OBJECT_ATTRIBUTE,
+    PROMPT_ATTRIBUTE,
+    JobWriter,
+    PartialWriteError,
+    Progress,
+    Record,
+    Runner,
+    TaskState,
+    attribute_names_of,
+    attribute_value,
+    frame_step,
+    is_tool_shape,
+    mask_shape,
+    mcs_role,
+    read_job_annotations,
+    read_task,
+    shape_mask,
 )
 from momentseg.errors import InvalidInputError
 from momentseg.masks import to_cvat_rle
@@ -50,7 +66,8 @@ def _object_shapes(task: TaskState, annotations: dict[int, dict], object_id: int
     for job_id, data in annotations.items():
         for shape in data.get("shapes") or []:
             names = attribute_names_of(task.label_by_id(shape["label_id"]))
-            if int(shape.get("group") or 0) == object_id or attribute_value(shape, names, OBJECT_ATTRIBUTE) == str(object_id):
+            grouped = int(shape.get("group") or 0) == object_id
+            if grouped or attribute_value(shape, names, OBJECT_ATTRIBUTE) == str(object_id):
                 found.append(_ObjectShape(job_id, shape))
     tool_labels = {o.shape["label_id"] for o in found if o.shape.get("source") == "auto"}
     return [o for o in found if not tool_labels or o.shape["label_id"] in tool_labels]
@@ -74,9 +91,12 @@ def refine_object(client: Client, task_id: int, object_id: int, run: Runner, *, 
         raise InvalidInputError(f"task {task_id} has no object {object_id} (no shape in group {object_id})")
     tool = [o for o in shapes if o.shape.get("source") == "auto"]
     label = task.label_by_id((tool or shapes)[0].shape["label_id"])
+    if label is None:
+        raise InvalidInputError(f"object {object_id} of task {task_id} has a label the task does not list")
     names = attribute_names_of(label)
     records = [r for r in (Record.parse(attribute_value(o.shape, names, CHECK_ATTRIBUTE)) for o in shapes) if r]
-    object_prompt = prompt or next((v for o in shapes if (v := attribute_value(o.shape, names, PROMPT_ATTRIBUTE))), None)
+    prompts = (attribute_value(o.shape, names, PROMPT_ATTRIBUTE) for o in shapes)
+    object_prompt = prompt or next((p for p in prompts if p), None)
     if not object_prompt:
         raise InvalidInputError(f"the prompt of object {object_id} is unknown (its label has no 'prompt' "
                                 "attribute): pass --prompt")
@@ -129,9 +149,10 @@ def refine_object(client: Client, task_id: int, object_id: int, run: Runner, *, 
 
 def _written(records: list[tuple[str, Record]]) -> frozenset[int] | None:
     """The frames the tool ever wrote the object on; None when no record says."""
-    if not records or any(record.written is None for _, record in records):
+    written = [record.written for _, record in records if record.written is not None]
+    if not records or len(written) < len(records):
         return None
-    return frozenset().union(*(record.written for _, record in records))
+    return frozenset().union(*written)
 
 
 def _jobs_overlapping(task: TaskState, frames: list[int]) -> list[int]:

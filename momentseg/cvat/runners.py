@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 import urllib.error
 import urllib.request
+from itertools import pairwise
 from typing import Any
 
 from cvat_sdk import Client
@@ -48,7 +50,7 @@ def task_request(selection: dict[str, Any]) -> dict[str, Any]:
     numbers = selection.get("numbers")
     task = {k: v for k, v in selection.items() if k != "numbers" and v is not None}
     if numbers:
-        steps = {b - a for a, b in zip(numbers, numbers[1:])}
+        steps = {b - a for a, b in pairwise(numbers)}
         if len(steps) <= 1:
             task.update(frame_start=numbers[0], frame_stop=numbers[-1], frame_step=steps.pop() if steps else 1)
         else:
@@ -119,10 +121,8 @@ def function_runner(url: str, options: SegmentOptions, fps: float | None = None,
             return call("GET", path + "/result", wait=timeout)[1]
         except BaseException:
             if answer.get("state") in ("queued", "running"):
-                try:
+                with contextlib.suppress(FunctionError):
                     call("DELETE", path)  # the model is freed at the next frame
-                except FunctionError:
-                    pass
             raise
 
     return run

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from itertools import pairwise
+from typing import Any
 
 import numpy as np
 from cvat_sdk import Client, models
@@ -33,7 +35,6 @@ from momentseg.cvat.connection import CvatError, cvat_errors
 from momentseg.cvat.frames import format_ranges, parse_ranges
 from momentseg.errors import InvalidInputError, MomentSegError
 from momentseg.masks import Polygon, from_cvat_rle, polygons_to_mask
-
 
 OBJECT_ATTRIBUTE = "object"
 PROMPT_ATTRIBUTE = "prompt"
@@ -320,7 +321,7 @@ class JobWriter:
 
 
 def frame_step(numbers: list[int]) -> int:
-    return min((b - a for a, b in zip(numbers, numbers[1:])), default=1)
+    return min((b - a for a, b in pairwise(numbers)), default=1)
 
 
 def shape_mask(shape: dict, width: int, height: int) -> np.ndarray:
