@@ -138,13 +138,14 @@ def main():
         for label, row in rows.items():
             print(f"{label:>12} {row['sweep_decodes_per_frame']:>14.2f} {row['forward']:>8.2f} "
                   f"{row['backward']:>9.2f} {row['backward'] / row['forward']:>8.2f}")
-        print(f"\nSAM2 input view (1024², normalised), backward sweep beside a {args.model_ms:.0f} ms stand-in model,"
-              f" {args.spill_cache_mb} MiB cache: host ms per frame in series with the model")
+        print(f"\nSAM2 input view (1024², normalised), backward sweep beside a {args.model_ms:.0f} ms stand-in "
+              f"model, {args.spill_cache_mb} MiB cache: host ms per frame in series with the model")
         for prefetch in (0, 4):
             extra = host_time_beside_model(path, args.frames, args.spill_cache_mb << 20, args.model_ms, prefetch)
             print(f"  prefetch {prefetch}: {extra:.2f} ms")
         ms, decodes = seek_per_frame(path, args.frames)
-        print(f"\nfor contrast, seeking per frame backward inside a GOP: {ms:.1f} ms/frame, {decodes:.0f} decodes/frame")
+        print(f"\nfor contrast, seeking per frame backward inside a GOP: {ms:.1f} ms/frame, "
+              f"{decodes:.0f} decodes/frame")
 
 
 if __name__ == "__main__":

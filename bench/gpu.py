@@ -112,7 +112,8 @@ def main():
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     if cuda and not torch.cuda.is_available():
-        raise SystemExit("bench/gpu.py: no CUDA device here; run it with --device cpu --small for the scaled-down model")
+        raise SystemExit("bench/gpu.py: no CUDA device here; run it with --device cpu --small for the scaled-down "
+                         "model")
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as sam2's examples
     from momentseg.pipeline import MomentSegPipeline, SegmentOptions
@@ -123,9 +124,11 @@ def main():
     dtype = torch.bfloat16 if cuda else torch.float32
     start = time.perf_counter()
     model = build_model(device, dtype, args.small)
-    weights_gib = sum(p.numel() * p.element_size() for part in model.parts().values() for p in part.parameters()) / 2**30
+    parameters = [p for part in model.parts().values() for p in part.parameters()]
+    weights_gib = sum(p.numel() * p.element_size() for p in parameters) / 2**30
     name = torch.cuda.get_device_name(device) if cuda else "CPU"
-    print(f"device: {name}, LMM {dtype}, model built in {time.perf_counter() - start:.1f}s, weights {weights_gib:.2f} GiB")
+    print(f"device: {name}, LMM {dtype}, model built in {time.perf_counter() - start:.1f}s, "
+          f"weights {weights_gib:.2f} GiB")
     sync = torch.cuda.synchronize if cuda else None
     # teacher-forced answers: a trained model says "It is [SEG]." in a few tokens; random weights would
     # generate max_new_tokens, which measures nothing the product does

@@ -143,8 +143,8 @@ def main():
                              check=True, capture_output=True, text=True).stdout
         figures = json.loads(out.strip().splitlines()[-1])
     above = figures["peak_bytes"] - figures["baseline_bytes"]
-    print(f"loaded in {args.dtype} in {figures['seconds']:.1f} s: weights in memory {figures['weight_bytes'] / GB:.2f} GB "
-          f"(SAM2 in float32), peak RSS above baseline {above / GB:.2f} GB")
+    print(f"loaded in {args.dtype} in {figures['seconds']:.1f} s: weights in memory "
+          f"{figures['weight_bytes'] / GB:.2f} GB (SAM2 in float32), peak RSS above baseline {above / GB:.2f} GB")
     print(f"peak / weights in memory = {above / figures['weight_bytes']:.3f}  (goal ≤ 1.3)")
     print(f"peak / file = {above / file_bytes:.3f}")
 

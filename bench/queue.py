@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the stand-in CVAT server
 
 import redis  # noqa: E402
-
 from cvat_stub import TOKEN, CvatStub  # noqa: E402
+
 from momentseg.webhooks.batch import BatchRow, queue_batch  # noqa: E402
 from momentseg.webhooks.queue import FINAL, WebhookQueue, open_huey  # noqa: E402
 

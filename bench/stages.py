@@ -130,7 +130,8 @@ def report(clock, wall, timings, extra_rows=()):
     for category, seconds in sorted(clock.seconds.items(), key=lambda item: -item[1]):
         accounted += seconds
         print(f"{category:<46} {seconds:>8.3f} {100 * seconds / wall:>6.1f} {clock.calls[category]:>7}")
-    print(f"{'other host work (pipeline, BAP, Python)':<46} {wall - accounted:>8.3f} {100 * (wall - accounted) / wall:>6.1f}")
+    other = wall - accounted
+    print(f"{'other host work (pipeline, BAP, Python)':<46} {other:>8.3f} {100 * other / wall:>6.1f}")
     print(f"{'total (pipeline.run)':<46} {wall:>8.3f} {100.0:>6.1f}")
     models = sum(clock.seconds.get(category, 0.0) for category in MODEL_CATEGORIES)
     outside = 1 - models / wall
