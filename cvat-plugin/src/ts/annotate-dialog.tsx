@@ -120,9 +120,11 @@ export default function AnnotateDialog({
             okText={run ? 'Cancel the run' : 'Annotate'}
             okButtonProps={{
                 loading: busy,
-                disabled: run ? !running : !about,
+                disabled: !run && !about,
                 danger: run !== null,
                 className: 'momentseg-annotate-submit',
+                // a finished run has nothing left to cancel
+                style: run && !running ? { display: 'none' } : undefined,
             }}
             onOk={run ? cancel : submit}
             cancelText={closeText(run)}

@@ -50,7 +50,11 @@ export default function RefineDialog({
             title={`Refine by text: object ${object}`}
             className='momentseg-refine-dialog'
             okText='Refine'
-            okButtonProps={{ loading: busy, disabled: run !== null, className: 'momentseg-refine-submit' }}
+            okButtonProps={{
+                loading: busy,
+                className: 'momentseg-refine-submit',
+                style: run ? { display: 'none' } : undefined, // one refine per dialog; its progress shows
+            }}
             onOk={submit}
             cancelText={closeText(run)}
             onCancel={onClose}
