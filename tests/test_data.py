@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from momentseg.data import DataError, GroundingEntry, ReferringEntry, load_entries, parse_data_spec
+from momentseg.data import DataError, ReferringEntry, load_entries, parse_data_spec
 from momentseg.data.synthetic import COLOURS, SyntheticOptions, generate
 from momentseg.masks import to_coco_rle
 

@@ -71,7 +71,8 @@ def project_config_file(config: str):
 def _config_files(version: str):
     """(config name, file) of every SAM2 config of ``version``: sam2's packaged ones, then this project's."""
     packaged = resources.files("sam2").joinpath(PACKAGED_CONFIG_DIRS[version])
-    yield from ((f"{PACKAGED_CONFIG_DIRS[version]}/{e.name}", e) for e in sorted(packaged.iterdir(), key=lambda e: e.name))
+    yield from ((f"{PACKAGED_CONFIG_DIRS[version]}/{e.name}", e)
+                for e in sorted(packaged.iterdir(), key=lambda e: e.name))
     if version == "2.0":
         own = resources.files("momentseg").joinpath(PROJECT_CONFIG_DIR)
         yield from ((f"{PROJECT_CONFIG_PREFIX}sam2_configs/{e.name}", e)

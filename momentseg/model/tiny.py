@@ -115,7 +115,7 @@ def build_tiny_model(layout: str = "momentseg", seed: int = 0, sam2_image_size: 
     hidden = config.text_config.hidden_size
     seg_projector = SegProjector(hidden).eval()
     if seg_prompt_std is not None:
-        with torch.no_grad():  # unit-scale layers: h (RMS-normed, ≈ 1 per dim) → ≈ 1 → ReLU → ≈ seg_prompt_std
+        with torch.no_grad():  # h (RMS-normed, ≈ 1 per dim) → ≈ 1 → ReLU → ≈ seg_prompt_std per dim
             seg_projector[0].weight.normal_(0, hidden ** -0.5)
             seg_projector[2].weight.normal_(0, seg_prompt_std * (2 / hidden) ** 0.5)
     find_head = FindHead(hidden, activation=nn.ReLU if official else nn.GELU).eval() if with_find else None
