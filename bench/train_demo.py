@@ -1,7 +1,7 @@
 """A demo that learns: train the tiny MomentSeg architecture on synthetic clips on a CPU, and print
 J&F (MeViS averaging) and R@0.5 / mIoU (Charades-STA) on held-out clips before and after.
 
-Run: .venv/bin/python bench/train_demo.py --out demo_run [--steps 2000]
+Run: .venv/bin/python -m bench.train_demo --out demo_run [--steps 2000]
 The trained checkpoint is written to OUT/train/checkpoint and loads like any other
 (``momentseg segment CLIP --checkpoint OUT/train/checkpoint --prompt "the red circle appears"``).
 
