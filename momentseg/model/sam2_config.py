@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Mapping
+from itertools import pairwise
 
 import yaml
 from sam2.modeling.backbones.hieradet import Hiera
@@ -49,7 +50,10 @@ class Sam2Variant:
     @property
     def trunk(self) -> str:
         """The trunk's name as sam2 spells its configs, e.g. ``hiera_l``."""
-        return re.search(r"(hiera_[a-z+]+)\.yaml$", self.config).group(1)
+        match = re.search(r"(hiera_[a-z+]+)\.yaml$", self.config)
+        if match is None:
+            raise Sam2VariantError(f"'{self.config}' is not a Hiera config (hiera_*.yaml)")
+        return match.group(1)
 
     def to_dict(self) -> dict:
         return {"config": self.config, "version": self.version, "trunk": self.trunk, "image_size": self.image_size,
@@ -97,15 +101,15 @@ def _trunk_shape(shapes: Mapping[str, tuple[int, ...]]) -> tuple[int, tuple[int,
     try:
         embed_dim = shapes[TRUNK_PREFIX + "patch_embed.proj.weight"][0]
         window = shapes[TRUNK_PREFIX + "pos_embed_window"][-1]
-        background = tuple(shapes[TRUNK_PREFIX + "pos_embed"][-2:])
+        background_height, background_width = shapes[TRUNK_PREFIX + "pos_embed"][-2:]
     except KeyError as error:
         raise Sam2VariantError(f"the SAM2 weights have no {error.args[0]!r}: not a Hiera trunk") from error
     blocks = {int(m.group(1)) for k in shapes if (m := re.match(re.escape(TRUNK_PREFIX) + r"blocks\.(\d+)\.", k))}
     # the first block of each later stage widens the features, so it alone has a projection
     starts = sorted(i for i in blocks if TRUNK_PREFIX + f"blocks.{i}.proj.weight" in shapes)
     bounds = [0, *starts, len(blocks)]
-    stages = tuple(b - a for a, b in zip(bounds, bounds[1:]))
-    return embed_dim, stages, window, background
+    stages = tuple(b - a for a, b in pairwise(bounds))
+    return embed_dim, stages, window, (background_height, background_width)
 
 
 def infer_sam2_variant(shapes: Mapping[str, tuple[int, ...]], image_size: int) -> Sam2Variant:

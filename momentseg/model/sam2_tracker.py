@@ -12,10 +12,11 @@ bfloat16 (as sam2's examples and the official code do on the GPU).
 from __future__ import annotations
 
 from collections import OrderedDict
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, ContextManager
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,7 +45,7 @@ SA2VA_DECODER_OVERRIDES = [
 ]
 
 
-def sam2_autocast(device: torch.device, dtype: torch.dtype) -> ContextManager:
+def sam2_autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager:
     """bfloat16/float16 autocast for SAM2 on any device (sam2 keeps float32 weights); none for float32."""
     if dtype == torch.float32:
         return nullcontext()
@@ -71,6 +72,12 @@ class MomentSAM2VideoPredictor(SAM2VideoPredictor):
         extra = self.extra_sparse_prompt.to(sparse.dtype).expand(sparse.shape[0], -1, -1)
         return torch.cat([sparse, extra], dim=1), dense
 
+    def last_iou_value(self) -> float:
+        """The best predicted IoU of the last decode."""
+        if self.last_iou is None:
+            raise RuntimeError("SAM2 has decoded no mask yet")
+        return float(self.last_iou.item())
+
     def _keep_raw_masks(self, module, inputs, outputs):
         self._raw_masks = outputs[0]
 
@@ -83,6 +90,7 @@ class MomentSAM2VideoPredictor(SAM2VideoPredictor):
         raw, self._raw_masks = self._raw_masks, None
         if self.keep_masks_without_object and self.pred_obj_scores and bool((object_score_logits <= 0).any()):
             # the official code does not blank masks when the object score is negative (S2:3326-3337)
+            assert raw is not None, "the mask decoder's forward hook keeps its masks"
             low_multi = raw.float()
             high_multi = F.interpolate(low_multi, size=(self.image_size, self.image_size), mode="bilinear",
                                        align_corners=False)
@@ -123,7 +131,7 @@ def build_predictor(config: str, image_size: int, device: str | torch.device = "
 def sam2_input(frame: np.ndarray, image_size: int) -> torch.Tensor:
     """One RGB uint8 frame as SAM2's input: PIL resize to image_size² without keeping the aspect
     (official DirectResize, bicubic), /255, ImageNet mean/std; float32 [3, S, S] on the CPU."""
-    square = np.array(Image.fromarray(frame).resize((image_size, image_size), Image.BICUBIC))
+    square = np.array(Image.fromarray(frame).resize((image_size, image_size), Image.Resampling.BICUBIC))
     image = torch.from_numpy(square).permute(2, 0, 1).float() / 255.0
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -205,7 +213,7 @@ class Sam2Tracker:
     def _as_prompt(self, prompt: torch.Tensor) -> torch.Tensor:
         return prompt.reshape(1, 1, -1).to(self.predictor.device, torch.float32)
 
-    def _autocast(self) -> ContextManager:
+    def _autocast(self) -> AbstractContextManager:
         return sam2_autocast(self.predictor.device, self.dtype)
 
     @property
@@ -242,7 +250,7 @@ class Sam2Tracker:
                 )
         finally:
             predictor.extra_sparse_prompt = None
-        return DecodedMask(self.video_mask(out["pred_masks"]), float(predictor.last_iou.item()),
+        return DecodedMask(self.video_mask(out["pred_masks"]), predictor.last_iou_value(),
                            float(out["object_score_logits"].item()), out)
 
     def reset(self) -> None:
@@ -277,7 +285,7 @@ class Sam2Tracker:
         self.state["frames_tracked_per_obj"][self.object_index][frame] = {"reverse": reverse}
         # SAM2 never looks further back than MEMORY_REACH tracked frames: drop what it cannot reach
         self.memory["non_cond_frame_outputs"].pop(frame - step * MEMORY_REACH, None)
-        result = TrackedFrame(frame, self.video_mask(low_res), float(predictor.last_iou.item()),
+        result = TrackedFrame(frame, self.video_mask(low_res), predictor.last_iou_value(),
                               float(out["object_score_logits"].item()))
         if self.on_frame is not None:
             self.on_frame()
