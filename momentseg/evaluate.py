@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -24,9 +25,9 @@ from momentseg.data.entries import DataError, GroundingEntry, ReferringEntry
 from momentseg.devices import default_device
 from momentseg.export import safe_name
 from momentseg.grounding import longest_moment, moment_seconds
+from momentseg.metrics import JF, expression_scores, mevis_scores, revos_scores, temporal_iou, tsg_metrics
 from momentseg.model.budgets import TSG_VIDEO_MAX_PIXELS
 from momentseg.options import SegmentOptions
-from momentseg.metrics import JF, expression_scores, mevis_scores, revos_scores, temporal_iou, tsg_metrics
 from momentseg.pipeline import validate_prompt
 
 # the split each benchmark is scored on (2D-TAN renames ActivityNet val_2 to test)
@@ -130,10 +131,11 @@ def _score_grounding(entry: GroundingEntry, pipeline, options) -> dict:
     predicted = None
     if grounding.similarity is not None:
         start, end = longest_moment(grounding.similarity, options.threshold)
-        predicted = [round(value, 4) for value in moment_seconds(start, end, frames.fps)]
-    iou = 0.0 if predicted is None else temporal_iou(tuple(predicted), (entry.start, entry.end))
+        start_sec, end_sec = moment_seconds(start, end, frames.fps)
+        predicted = (round(start_sec, 4), round(end_sec, 4))
+    iou = 0.0 if predicted is None else temporal_iou(predicted, (entry.start, entry.end))
     return {"video": entry.video_id, "query": entry.query, "ground_truth": [entry.start, entry.end],
-            "prediction": predicted, "iou": iou}
+            "prediction": None if predicted is None else list(predicted), "iou": iou}
 
 
 def summarise(kind: str, rows: list[dict]) -> dict:
@@ -143,7 +145,7 @@ def summarise(kind: str, rows: list[dict]) -> dict:
     if "iou" in rows[0]:
         gts = [tuple(r["ground_truth"]) for r in rows]
         preds = [tuple(r["prediction"]) if r["prediction"] else (0.0, 0.0) for r in rows]
-        summary = {k: round(v, 4) for k, v in tsg_metrics(preds, gts).items()}
+        summary: dict[str, Any] = {k: round(v, 4) for k, v in tsg_metrics(preds, gts).items()}
         per_video = defaultdict(list)
         for r in rows:
             per_video[r["video"]].append(r["iou"])

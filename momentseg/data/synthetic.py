@@ -29,6 +29,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -88,7 +89,7 @@ class Track:
 def draw(frame: np.ndarray, shape: str, colour, centre, radius: float, angle: float = 0.0) -> None:
     """Fill ``shape`` at ``centre`` (may lie partly outside the frame), rotated by ``angle`` degrees."""
     if shape == "circle":
-        cv2.circle(frame, (int(round(centre[0])), int(round(centre[1]))), int(round(radius)), colour, -1)
+        cv2.circle(frame, (round(centre[0]), round(centre[1])), round(radius), colour, -1)
         return
     corners = ([(-1, -1), (1, -1), (1, 1), (-1, 1)] if shape == "square" else [(0, -1), (-1, 1), (1, 1)])
     theta = np.deg2rad(angle)
@@ -129,7 +130,7 @@ def action_track(rng: np.random.Generator, action: str, moment: tuple[int, int],
     t, size = options.frames, options.size
     low, high = radius + 1, size - radius - 1
     times = np.arange(t)
-    progress = np.array([_progress(i, moment) for i in times])
+    progress = np.array([_progress(i, moment) for i in range(t)])
     centres = np.repeat(home[None], t, 0).astype(float)
     angles = np.zeros(t)
     visible = np.ones(t, bool)
@@ -138,7 +139,7 @@ def action_track(rng: np.random.Generator, action: str, moment: tuple[int, int],
         name = str(rng.choice(list(DIRECTIONS)))
         direction = np.array(DIRECTIONS[name])
         # as far as the frame allows in that direction, at least a third of it
-        reach = [(high - home[k]) if direction[k] > 0 else (home[k] - low) for k in range(2) if direction[k]][0]
+        reach = next((high - home[k]) if direction[k] > 0 else (home[k] - low) for k in range(2) if direction[k])
         travel = max(reach, size / 3)
         start = np.clip(home - direction * max(0.0, travel - reach), low, high)
         end = start + direction * travel
@@ -194,7 +195,9 @@ def make_clip(rng: np.random.Generator, name: str, options: SyntheticOptions) ->
     sizes = [str(rng.choice(list(SIZES))) for _ in range(count)]
     radii = [options.radius * SIZES[s] for s in sizes]
     homes = _spread_homes(rng, radii, options)
-    tracks, moments, busy = [], [], set()
+    tracks: list[Track] = []
+    moments: list[tuple[int, int] | None] = []
+    busy: set[int] = set()
     for index in range(count):
         acts = index == 0 or rng.random() < options.distractor_actions
         moment = _moment(rng, options, [i for i in range(options.frames) if i not in busy]) if acts else None
@@ -219,11 +222,12 @@ def make_clip(rng: np.random.Generator, name: str, options: SyntheticOptions) ->
 
 def _spread_homes(rng: np.random.Generator, radii: list[float], options: SyntheticOptions) -> list[np.ndarray]:
     """Resting places that do not overlap (best of a few draws)."""
-    best, best_gap = None, -np.inf
+    best: list[np.ndarray] = []
+    best_gap = -np.inf
     for _ in range(50):
         homes = [rng.uniform(r + 1, options.size - r - 1, 2) for r in radii]
-        gap = min((np.linalg.norm(a - b) - ra - rb for i, (a, ra) in enumerate(zip(homes, radii))
-                   for b, rb in zip(homes[i + 1:], radii[i + 1:])), default=np.inf)
+        gap = min((float(np.linalg.norm(a - b)) - ra - rb for i, (a, ra) in enumerate(zip(homes, radii, strict=True))
+                   for b, rb in zip(homes[i + 1:], radii[i + 1:], strict=True)), default=np.inf)
         if gap > best_gap:
             best, best_gap = homes, gap
         if gap > 4:
@@ -234,7 +238,8 @@ def _spread_homes(rng: np.random.Generator, radii: list[float], options: Synthet
 def _render(tracks: list[Track], colours: list[str], shapes: list[str], radii: list[float],
             options: SyntheticOptions) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
     """Frames (later objects drawn over earlier ones) and each object's visible mask per frame."""
-    frames, masks = [], [[] for _ in tracks]
+    frames: list[np.ndarray] = []
+    masks: list[list[np.ndarray]] = [[] for _ in tracks]
     for t in range(options.frames):
         frame = np.full((options.size, options.size, 3), BACKGROUND, np.uint8)
         owner = np.full((options.size, options.size), -1, np.int16)
@@ -255,8 +260,9 @@ def _render(tracks: list[Track], colours: list[str], shapes: list[str], radii: l
 def _write_frames(folder: Path, frames: list[np.ndarray]) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     names = [f"{i:05d}" for i in range(len(frames))]
-    for name, frame in zip(names, frames):
-        cv2.imwrite(str(folder / f"{name}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    for name, frame in zip(names, frames, strict=True):
+        bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(folder / f"{name}.jpg"), bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
     return names
 
 
@@ -265,7 +271,10 @@ def write_split(out: Path, clips: list[Clip], mevis_split: str, charades_split: 
     per action)."""
     mevis = out / "mevis" / mevis_split
     charades = out / "charades-sta"
-    meta, mask_dict, lines, durations = {"videos": {}}, {}, [], []
+    meta: dict[str, dict[str, Any]] = {"videos": {}}
+    mask_dict: dict[str, list] = {}
+    lines: list[str] = []
+    durations: list[tuple[str, float]] = []
     for folder in (mevis, charades):
         folder.mkdir(parents=True, exist_ok=True)
     for clip in clips:
