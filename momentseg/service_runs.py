@@ -14,6 +14,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from momentseg.service import Job, RequestError, SegmentService
@@ -37,7 +38,7 @@ class Run:
     cancel: threading.Event = field(default_factory=threading.Event)
 
     def status(self) -> dict[str, Any]:
-        status = {"id": self.id, "state": self.state, "stage": self.stage, "done": self.done, "total": self.total,
+        status: dict[str, Any] = {"id": self.id, "state": self.state, "stage": self.stage, "done": self.done, "total": self.total,
                   "percent": 100 if self.state == DONE else (100 * self.done // self.total if self.total else 0)}
         if self.error is not None:
             status["error"] = self.error
@@ -84,12 +85,13 @@ class TaskRuns:
     def take_result(self, run_id: str, token: str | None) -> dict[str, Any]:
         """A finished run's result, once: the run is then forgotten (its masks can be large)."""
         run = self.get(run_id, token)
-        if run.state != DONE:
+        result = run.result
+        if run.state != DONE or result is None:
             raise RequestError(409, "not_done", f"run {run_id} is {run.state}, not done"
                                + (f": {run.error['message']}" if run.error else ""))
         with self._changed:
             self._runs.pop(run_id, None)
-        return run.result
+        return result
 
     def cancel(self, run_id: str, token: str | None) -> Run:
         """A waiting run is dropped; a running one stops at its next frame and frees the model."""
@@ -108,13 +110,11 @@ class TaskRuns:
                     self._changed.wait()
                 run = self._waiting.popleft()
                 run.state = RUNNING
-
-            def progress(stage: str, done: int, total: int) -> None:
-                run.stage, run.done, run.total = stage, done, total
-
+            job = run.job
+            assert job is not None, "a waiting run still holds its job"
             try:
-                result = self.service.execute(run.job, cancel=run.cancel, progress=progress)
-            except Exception as error:  # noqa: BLE001  (every failure becomes the run's error)
+                result = self.service.execute(job, cancel=run.cancel, progress=partial(_report, run))
+            except Exception as error:  # every failure becomes the run's error
                 _, answer = self.service.error_response(error)
                 with self._changed:
                     self._finish(run, CANCELLED if run.cancel.is_set() else FAILED, error=answer)
@@ -122,7 +122,8 @@ class TaskRuns:
                 with self._changed:
                     self._finish(run, DONE, result=result)
 
-    def _finish(self, run: Run, state: str, *, result=None, error=None) -> None:
+    def _finish(self, run: Run, state: str, *, result: dict[str, Any] | None = None,
+                error: dict[str, Any] | None = None) -> None:
         run.state, run.result, run.error, run.job = state, result, error, None
         run.finished_at = time.monotonic()
 
@@ -131,3 +132,8 @@ class TaskRuns:
         now = time.monotonic()
         for run_id in [i for i, r in self._runs.items() if r.finished_at is not None and now - r.finished_at > keep]:
             del self._runs[run_id]
+
+
+def _report(run: Run, stage: str, done: int, total: int) -> None:
+    """A running run's progress, as the pipeline reports it."""
+    run.stage, run.done, run.total = stage, done, total
