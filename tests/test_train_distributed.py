@@ -17,7 +17,7 @@ TINY_BUDGETS = ["--tsg-pixels", "3136", "--tsg-min-pixels", "3136", "--image-pix
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     return generate(tmp_path_factory.mktemp("synth"), train_clips=4, test_clips=3, seed=7,
-                    options=SyntheticOptions(frames=6, actions=("appears",)))
+                    options=SyntheticOptions(frames=6, actions=("appears",), distractors=0))
 
 
 def run(args, timeout=300):
