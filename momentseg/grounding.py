@@ -1,7 +1,7 @@
 """Temporal sentence grounding with the [FIND] token (paper §3.2.1, Eq. 5; official MM:400-422, 1094-1104).
 
 Pure maths over embeddings and per-frame scores: numpy for inference, torch for the training loss.
-The defaults follow the authors' released code (``../shared/research/official-momentseg.md`` §3): the
+The defaults follow the authors' released code (``docs/official.md`` §3): the
 pooled frame embeddings T^v are interpolated to the T video frames before the similarity, and the
 moment is the longest run of the smoothed similarity strictly above θ.
 """

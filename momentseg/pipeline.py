@@ -1,7 +1,7 @@
 """MomentSeg inference, top to bottom like the paper's Fig. 4: ground → sample → segment → propagate → encode.
 
 The defaults reproduce the authors' released inference (``predict_forward_find_seg``, RefVOS evaluation
-settings; ``../shared/research/official-momentseg.md``); every choice is a :class:`SegmentOptions` field
+settings; ``docs/official.md``); every choice is a :class:`SegmentOptions` field
 (declared in momentseg.options) so the paper's ablations (Tables 8-9), the spec's readings of the paper and
 our extensions still run.
 """

@@ -4,7 +4,7 @@ The policy decides, frame by frame, which anchors are memory, when to track, and
 tracker's memory. It never looks at masks: they are opaque values handed between the anchors and a
 :class:`Tracker` (the SAM2 adapter in ``momentseg.model``, or a scripted one in tests).
 
-The default is the authors' released code (``../shared/research/official-momentseg.md`` §6): one pass per
+The default is the authors' released code (``docs/official.md`` §6): one pass per
 direction from c*, each starting from an empty memory in which every anchor on that side is a
 conditioning frame before tracking begins; S^t = S^p = σ(object score); Π S^t runs over the frames tracked
 since the last clear; a clear removes the non-conditioning outputs within ±7 frames of the anchor.

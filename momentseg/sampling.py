@@ -1,6 +1,6 @@
 """Keyframe sampling: Moment-Centric Sampling (paper §3.2.2, Eq. 6-7) and the Table 8 baselines.
 
-The defaults follow the authors' released code (``../shared/research/official-momentseg.md`` §4): a
+The defaults follow the authors' released code (``docs/official.md`` §4): a
 fixed 5-frame moment window, Python rounding of the budget split, and uniform keyframes when two
 draws coincide. Every entry of :data:`SAMPLERS` has the call shape ``sampler(S, k, **options) ->
 np.ndarray`` and returns sorted, distinct frame indices, exactly ``min(k, T)`` of them.

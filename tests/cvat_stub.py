@@ -1,5 +1,5 @@
 """A stand-in CVAT 2.73 REST server on 127.0.0.1, faithful to what a real server was seen doing
-(../shared/research/cvat.md, "Verified on a real CVAT v2.73.0 server"):
+(docs/cvat.md, "CVAT facts the tool relies on"):
 
 - a task is split into jobs of ``segment_size`` frames with ``overlap``; ids are per object, unique in the
   server; a task-level write is sliced per job (shapes and tags by frame, to every job holding the frame;

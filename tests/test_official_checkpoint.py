@@ -1,27 +1,21 @@
-"""The tiny checkpoint the authors' own model class saved (../shared/reference/official-tiny) loads into ours."""
+"""The tiny checkpoint the authors' own model class saved (the parity reference, docs/official.md) loads into ours."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors import safe_open
 from torch import nn
 
 from momentseg.model.checkpoint import OFFICIAL, load_checkpoint, plan_checkpoint, save_checkpoint
 from momentseg.model.official import TEXT_FIELDS, VISION_FIELDS, qwen_config_from_official
 
-OFFICIAL_TINY = Path(__file__).parents[2] / "shared/reference/official-tiny"
-OUTPUTS = OFFICIAL_TINY / "outputs"
-
-pytestmark = pytest.mark.skipif(not OFFICIAL_TINY.is_dir(), reason="the official tiny reference is not in ../shared")
 
 
 @pytest.fixture(scope="module")
-def model():
-    return load_checkpoint(OFFICIAL_TINY, device="cpu", dtype="float32")
+def model(official_reference):
+    return load_checkpoint(official_reference, device="cpu", dtype="float32")
 
 
 def _shapes(folder):
@@ -29,9 +23,9 @@ def _shapes(folder):
         return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
 
 
-def test_every_weight_is_translated_and_loaded_unchanged():
-    model = load_checkpoint(OFFICIAL_TINY, device="cpu", dtype="float32", bfloat16_weights=False)
-    with safe_open(OFFICIAL_TINY / "model.safetensors", "pt") as handle:
+def test_every_weight_is_translated_and_loaded_unchanged(official_reference):
+    model = load_checkpoint(official_reference, device="cpu", dtype="float32", bfloat16_weights=False)
+    with safe_open(official_reference / "model.safetensors", "pt") as handle:
         on_disk = {key: handle.get_tensor(key) for key in handle.keys()}
     loaded = {OFFICIAL.disk_key(part, key): tensor for part, module in model.parts().items()
               for key, tensor in module.state_dict().items()}
@@ -45,8 +39,8 @@ def test_every_weight_is_translated_and_loaded_unchanged():
     assert torch.equal(gamma, on_disk["grounding_encoder.sam2_model.memory_encoder.fuser.layers.0.g_weight"])
 
 
-def test_layout_heads_tokens_and_sam2_trunk(model):
-    plan = plan_checkpoint(OFFICIAL_TINY)
+def test_layout_heads_tokens_and_sam2_trunk(model, official_reference):
+    plan = plan_checkpoint(official_reference)
     assert plan.layout is OFFICIAL and model.info.layout == "official"
     assert model.info.heads == ("seg", "find")
     assert (model.lmm.seg_token_id, model.lmm.find_token_id) == (300, 301)
@@ -60,46 +54,38 @@ def test_layout_heads_tokens_and_sam2_trunk(model):
     assert model.predictor.image_size == 1024
 
 
-def test_bfloat16_load():
-    model = load_checkpoint(OFFICIAL_TINY, device="cpu", dtype=torch.bfloat16)
+def test_bfloat16_load(official_reference):
+    model = load_checkpoint(official_reference, device="cpu", dtype=torch.bfloat16)
     assert {p.dtype for p in model.lmm.model.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in model.find_head.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in model.predictor.parameters()} == {torch.float32}
 
 
-def test_sam2_gives_the_official_keyframe_decode(model):
-    """The first SAM2 call of the official run: frame 18 with the [SEG] prompt, no memory, multimask."""
-    arrays = np.load(OUTPUTS / "official_reference_tiny_fp32.npz")
-    event = json.loads((OUTPUTS / "official_reference_tiny_fp32.json").read_text())["sam2_events"][0]
+def test_sam2_gives_the_official_keyframe_decode(model, official_reference):
+    """The first SAM2 call of the official run through our ``Sam2Tracker``: frame 18 with the official [SEG]
+    prompt, no memory, multimask: the same predicted IoU, object score and mask (a keyframe's output is
+    its own decode)."""
+    from momentseg.model.sam2_tracker import Sam2Tracker
+
+    outputs = official_reference / "outputs"
+    arrays = np.load(outputs / "official_reference_tiny_fp32.npz")
+    event = json.loads((outputs / "official_reference_tiny_fp32.json").read_text())["sam2_events"][0]
     assert (event["phase"], event["frame"], event["multimask"]) == ("keyframe_decode", 18, True)
-    sam2 = model.predictor
-    size = sam2.image_size
-    # the authors' DirectResize (PIL, no aspect kept), /255, ImageNet mean and std
-    rgb = np.asarray(Image.fromarray(arrays["frames"][18]).resize((size, size)), np.float32) / 255
-    image = (torch.from_numpy(rgb).permute(2, 0, 1) - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) \
-        / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
-    with torch.inference_mode():
-        _, feats, _, sizes = sam2._prepare_backbone_features(sam2.forward_image(image[None]))
-        maps = [f.permute(1, 2, 0).reshape(1, -1, *s) for f, s in zip(feats, sizes)]
-        embedding = maps[-1] + sam2.no_mem_embed.view(1, -1, 1, 1)
-        # a padding point, then the [SEG] prompt as one more sparse token
-        sparse, dense = sam2.sam_prompt_encoder(points=(torch.zeros(1, 1, 2), -torch.ones(1, 1, dtype=torch.int32)),
-                                                boxes=None, masks=None)
-        sparse = torch.cat([sparse, torch.from_numpy(arrays["seg_embedding"]).view(1, 1, -1)], dim=1)
-        _, ious, _, object_score = sam2.sam_mask_decoder(
-            image_embeddings=embedding, image_pe=sam2.sam_prompt_encoder.get_dense_pe(), sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense, multimask_output=True, repeat_image=False, high_res_features=maps[:-1],
-        )
-    np.testing.assert_allclose(ious[0].numpy(), event["ious"], atol=2e-3)
-    assert object_score.item() == pytest.approx(event["object_score_logit"], abs=5e-3)
+    prompt = torch.from_numpy(arrays["seg_embedding"][0])
+    tracker = Sam2Tracker(model.predictor, list(arrays["frames"]), prompt=prompt, dtype=torch.float32)
+    decoded = tracker.decode_prompt(18, prompt)
+    assert decoded.iou == pytest.approx(max(event["ious"]), abs=2e-3)
+    assert decoded.object_score_logit == pytest.approx(event["object_score_logit"], abs=5e-3)
+    official = arrays["masks"][18]
+    assert (decoded.mask & official).sum() / max((decoded.mask | official).sum(), 1) >= 0.99
 
 
-def test_our_official_tiny_has_the_reference_keys_and_config(tmp_path):
+def test_our_official_tiny_has_the_reference_keys_and_config(tmp_path, official_reference):
     from momentseg.model.tiny import write_tiny_checkpoint
 
     ours = write_tiny_checkpoint(tmp_path / "ours", "official", sam2_image_size=1024)
-    assert _shapes(ours) == _shapes(OFFICIAL_TINY)
-    reference_config = json.loads((OFFICIAL_TINY / "config.json").read_text())
+    assert _shapes(ours) == _shapes(official_reference)
+    reference_config = json.loads((official_reference / "config.json").read_text())
     our_config = json.loads((ours / "config.json").read_text())
     assert our_config["model_type"] == reference_config["model_type"] == "momentseg_chat"
     assert set(our_config) - set(reference_config) == set()
@@ -111,8 +97,8 @@ def test_our_official_tiny_has_the_reference_keys_and_config(tmp_path):
         assert {n: getattr(our_part, n) for n in names} == {n: getattr(reference_part, n) for n in names}
 
 
-def test_saving_the_reference_in_the_official_layout_keeps_every_key(model, tmp_path):
+def test_saving_the_reference_in_the_official_layout_keeps_every_key(model, tmp_path, official_reference):
     saved = save_checkpoint(model, tmp_path / "again")
-    assert _shapes(saved) == _shapes(OFFICIAL_TINY)
+    assert _shapes(saved) == _shapes(official_reference)
     again = load_checkpoint(saved, device="cpu")
     assert again.info.layout == "official" and (again.lmm.seg_token_id, again.lmm.find_token_id) == (300, 301)

@@ -1,9 +1,8 @@
 """BAP policy against scripted trackers whose scores force each branch of Eq. 8, and against the
-official run's SAM2 events (../shared/reference/official-tiny)."""
+official run's SAM2 events (the parity reference, docs/official.md)."""
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +16,6 @@ from momentseg.propagation import (
     confidence_score,
     object_presence,
 )
-
-REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/official-tiny/outputs/official_reference_tiny_fp32.json"
 
 
 def logit(p):
@@ -197,9 +194,9 @@ def test_scores():
     assert bap.decisions[0].prompt_score == pytest.approx(0.5 * 0.8)
 
 
-def test_official_run_decisions_are_reproduced_from_its_object_scores():
+def test_official_run_decisions_are_reproduced_from_its_object_scores(official_reference):
     """Replay the official BAP's per-frame object scores: same clears, same removed frames, same order."""
-    reference = json.loads(REFERENCE.read_text())
+    reference = json.loads((official_reference / "outputs/official_reference_tiny_fp32.json").read_text())
     events = reference["sam2_events"]
     path = reference["refvos_path"]
     tracked = {}  # (frame, reverse) -> object score logit

@@ -1,7 +1,7 @@
 """Qwen2.5-VL as MomentSeg's LMM: the TSG pass ([FIND] vs. frame tokens) and the RefVOS pass ([SEG]).
 
 Inputs are built as the official inference builds them under transformers 4.51
-(``../shared/research/official-momentseg.md`` §2-5): frames resized with PIL bicubic to multiples of 28
+(``docs/official.md`` §2-5): frames resized with PIL bicubic to multiples of 28
 within the pixel budget, CLIP-normalised, two frames per temporal patch (the last repeated to pad); the
 M-RoPE positions of 4.51's ``get_rope_index`` without ``second_per_grid_ts`` (temporal id 2t for
 temporal patch t, text after a video continuing after its largest id). Both passes answer greedily,

@@ -3,7 +3,7 @@
 ``config.json`` has ``model_type: momentseg_chat`` with every Qwen2.5-VL field flattened at the top level
 in the transformers-4.51 layout (``rope_scaling``, ``vision_config`` with ``in_chans``…), plus the base
 model's config again under ``mllm_config``, its folder under ``mllm_path``, the pixel budgets and the chat
-template's name. Weight keys (``../shared/research/official-momentseg.md`` §1):
+template's name. Weight keys (``docs/official.md`` §1):
 
 | on disk | module |
 |---|---|

@@ -1,6 +1,6 @@
 """The TSG and RefVOS prompts, in Qwen's chat format, exactly as the authors' inference writes them.
 
-The official texts (``../shared/research/official-momentseg.md`` §2-5) are kept verbatim, typos included
+The official texts (``docs/official.md`` §2-5) are kept verbatim, typos included
 ("low-resoluton", the literal "<video>" left in the RefVOS prompt, no "?" after the RefVOS-path TSG
 question): the released weights were trained and evaluated on them. The paper's Table 16 first
 variants are an option (style "paper").

@@ -1,7 +1,7 @@
 """SAM2 as MomentSeg's mask decoder and tracker, on the real ``sam2`` video predictor.
 
 ``MomentSAM2VideoPredictor`` adds to sam2 1.1.0's predictor only what the official MomentSeg SAM2 does
-differently (``../shared/research/official-momentseg.md`` §5-6): the [SEG] prompt p as an extra sparse
+differently (``docs/official.md`` §5-6): the [SEG] prompt p as an extra sparse
 token after the prompt encoder's embeddings, on keyframes and on every tracked frame; masks kept when
 the object score is negative; the decoder's predicted IoU kept per frame. ``Sam2Tracker`` is the BAP
 ``Tracker`` over it: frames resized to SAM2's square input like the official ``DirectResize`` (PIL, no
