@@ -10,7 +10,7 @@ import numpy as np
 
 from momentseg.arguments import port, positive_float
 from momentseg.devices import check_device, default_device
-from momentseg.errors import MomentSegError
+from momentseg.errors import MomentSegError, plain_reason
 from momentseg.options import add_option_flags, options_from_args
 
 
@@ -355,9 +355,13 @@ def _run_export(args: argparse.Namespace) -> int:
         name = args.video_name or f"task_{args.task}"
     else:
         try:
-            result = SegmentResult.from_dict(json.loads(Path(args.source).read_text()))
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise MomentSegError(f"'{args.source}' is not a momentseg result.json ({error})") from None
+            text = Path(args.source).read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise MomentSegError(f"cannot read '{args.source}': {plain_reason(error)}") from None
+        try:
+            result = SegmentResult.from_dict(json.loads(text))
+        except ValueError as error:  # not JSON, or InvalidInputError naming the field
+            raise MomentSegError(f"'{args.source}' is not a momentseg result.json: {plain_reason(error)}") from None
         name = args.video_name or Path(args.source).parent.name or "video"
     print(f"wrote {export(result, args.format, args.out, name)}")
     return 0
@@ -514,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
+    text = plain_reason(error)
     return text if len(text) <= 500 else text[:500] + "…"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import unicodedata
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator, Mapping
@@ -63,8 +64,11 @@ class _Timer:
 
 
 def validate_prompt(prompt: str) -> str:
-    """The prompt with whitespace collapsed; refuses empty, over-long, special-token or broken-unicode text."""
-    text = " ".join(str(prompt).split())
+    """The prompt with invisible characters dropped and whitespace collapsed; refuses empty (zero-width
+    characters alone count as empty), over-long, special-token or broken-unicode text."""
+    # control and format characters (zero-width spaces and joiners, BOM, bidi marks) carry no words
+    visible = "".join(char for char in str(prompt) if unicodedata.category(char) not in ("Cc", "Cf") or char.isspace())
+    text = " ".join(visible.split())
     if not text:
         raise InvalidInputError("the prompt is empty: describe the object to find")
     if len(text) > MAX_PROMPT_CHARS:

@@ -29,7 +29,7 @@ import av
 import cv2
 import numpy as np
 
-from momentseg.errors import InvalidInputError
+from momentseg.errors import InvalidInputError, plain_reason
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 DEFAULT_FPS = 30.0
@@ -208,7 +208,7 @@ def _open_container(path: Path) -> av.container.InputContainer:
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError) as error:
-        raise InvalidInputError(f"'{path}' cannot be opened as a video: {error}") from None
+        raise InvalidInputError(f"'{path}' cannot be opened as a video: {plain_reason(error)}") from None
     if not container.streams.video:
         container.close()
         raise InvalidInputError(f"'{path}' cannot be opened as a video: it has no video stream")

@@ -34,6 +34,17 @@ def _body_size(event):
     return len(json.dumps(body).encode())
 
 
+def request_body(event):
+    """The body as ``momentseg serve`` would read it, so both answer alike. Nuclio hands over the raw
+    bytes, or, for a JSON content type, the parsed value: an object is the request; any other parsed
+    value (a JSON string holding JSON, a list, a number) is written back so the service refuses it
+    exactly as it refuses those bytes on ``serve``."""
+    body = event.body
+    if isinstance(body, (bytes, bytearray, dict)):
+        return body
+    return json.dumps(body).encode()
+
+
 def _reply(context, status, body):
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
     return context.Response(body=json.dumps(body), headers=headers, content_type="application/json",
@@ -62,4 +73,5 @@ def serve(context, event, limit, handle):
 def handler(context, event):
     service = context.user_data.service
     return serve(context, event, service.limits.max_body_bytes,
-                 lambda event: service.handle(event.body, token=bearer_token(_header(event, "Authorization"))))
+                 lambda event: service.handle(request_body(event),
+                                              token=bearer_token(_header(event, "Authorization"))))

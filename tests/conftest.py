@@ -90,3 +90,19 @@ def redis_url(tmp_path):
         pytest.skip("redis-server is not installed (Debian: apt-get install -y redis-server; .ci/run installs it)")
     with redis_server(tmp_path) as url:
         yield url
+
+
+def nuclio_event(body, content_type="application/json", headers=None):
+    """The event Nuclio's Python wrapper hands a handler, made by nuclio-sdk's own deserializer: a body
+    sent as bytes arrives parsed when the content type is JSON and parsing succeeds, else as bytes. Any
+    other body is taken as already delivered (a dict: JSON Nuclio parsed)."""
+    import nuclio_sdk
+    from nuclio_sdk.event import EventDeserializerKinds
+
+    if not isinstance(body, bytes):
+        return nuclio_sdk.Event(body=body, content_type=content_type, headers=headers or {})
+    message = {"body": body, "content_type": content_type, "headers": headers or {}, "fields": {},
+               "trigger": {"kind": "http", "name": "http"}, "id": "test", "method": "POST", "path": "/",
+               "size": len(body), "timestamp": 0, "url": "", "shard_id": 0, "num_shards": 1, "type": "",
+               "type_version": "", "version": ""}
+    return EventDeserializerKinds.msgpack.value.deserialize(message)

@@ -16,7 +16,7 @@ from momentseg.masks import Polygon, polygons_to_mask
 from momentseg.pipeline import SegmentOptions
 from momentseg.service import EncodedFrames
 
-from conftest import TINY_PIXELS, synthetic_frames
+from conftest import TINY_PIXELS, nuclio_event, synthetic_frames
 from test_function_yaml import read_like_cvat
 from test_service import b64, bomb_jpeg, tiny_service
 
@@ -51,7 +51,7 @@ def nuclio_call(service):
         return context
 
     def call(body, content_type="application/json"):
-        event = nuclio_sdk.Event(body=body, content_type=content_type)
+        event = nuclio_event(body, content_type)
         response = platform.call_handler_with_context_mutation(function.handler, event, with_tiny_model)
         assert response.content_type == "application/json"
         return response.status_code, json.loads(response.body)
@@ -80,9 +80,10 @@ def test_the_text_gets_the_frames_mask_at_once(nuclio_call, service):
     assert polygon.any() and (polygon & expected.mask).sum() >= 0.8 * polygon.sum()
 
 
-def test_each_description_is_one_shape_and_bytes_or_text_bodies_work(nuclio_call):
-    for encode in (lambda b: json.dumps(b).encode(), json.dumps, lambda b: b):
-        status, shapes = nuclio_call(encode(cvat_call(["the red disc", "the grey background"])))
+def test_each_description_is_one_shape_and_parsed_or_raw_bodies_work(nuclio_call):
+    sent = json.dumps(cvat_call(["the red disc", "the grey background"])).encode()
+    for content_type in ("application/json", "application/octet-stream"):  # parsed by Nuclio, or raw bytes
+        status, shapes = nuclio_call(sent, content_type)
         assert status == 200 and len(shapes) == 2
     status, shapes = nuclio_call(cvat_call("the red disc"))  # one description as a string
     assert status == 200 and len(shapes) == 1

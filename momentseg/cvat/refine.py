@@ -138,7 +138,8 @@ def refine_object(client: Client, task_id: int, object_id: int, run: Runner, *, 
         left = writer.undo_creates()
         raise PartialWriteError(
             f"{error}; task {task_id}, object {object_id}: {writer.counts['updated']} of the tool's shapes were "
-            f"updated and {writer.counts['deleted']} deleted before the failure, "
+            f"updated and {writer.counts['deleted']} deleted in the requests CVAT confirmed; the failed request "
+            f"({writer.in_flight}) may or may not have been applied; "
             + (f"new shapes left: {left}" if left else "no new shape is left")
             + "; every shape of a person is untouched: run refine again to finish") from error
     if changed:

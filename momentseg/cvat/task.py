@@ -286,6 +286,7 @@ class JobWriter:
         self.client, self.task_id = client, task_id
         self.created: dict[int, dict[str, list[dict]]] = {}
         self.counts = {"created": 0, "updated": 0, "deleted": 0}
+        self.in_flight = ""  # the request under way: if it fails, CVAT may still have applied it
         self.progress = progress or (lambda stage, done, total: None)
 
     def _patch(self, action: str, job_id: int, body: dict[str, list[dict]]) -> dict:
@@ -299,6 +300,7 @@ class JobWriter:
                     for job_id, objects in plan.get(action, {}).items() for batch in _batches(objects)]
         for done, (action, job_id, batch) in enumerate(requests):
             self.progress("writing", done, len(requests))
+            self.in_flight = f"{action} of {sum(len(batch[kind]) for kind in KINDS)} objects in job {job_id}"
             answer = self._patch(action, job_id, batch)
             if action == "create":
                 kept = self.created.setdefault(job_id, {kind: [] for kind in KINDS})

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from momentseg.data.entries import DataError, FrameFiles, ReferringEntry, frame_files, read_json
+from momentseg.errors import plain_reason
 
 DEFAULT_SPLIT = "train"
 KIND = "ref-youtube-vos"
@@ -23,7 +24,7 @@ def _palette_mask(path: Path, object_id: int, entry: str) -> np.ndarray:
         with Image.open(path) as image:
             ids = np.asarray(image)  # palette indices (P mode): the object ids
     except OSError as error:
-        raise DataError(f"{entry}: '{path}' is not a readable PNG ({error})") from None
+        raise DataError(f"{entry}: '{path}' is not a readable PNG ({plain_reason(error)})") from None
     return ids == object_id
 
 

@@ -28,13 +28,14 @@ from pathlib import Path
 
 import torch
 from accelerate import init_empty_weights
+from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 from transformers import AutoTokenizer, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
 from momentseg.devices import default_device
-from momentseg.errors import MomentSegError
+from momentseg.errors import MomentSegError, plain_reason
 from momentseg.model.heads import SAM2_PROMPT_DIM, FindHead, SegProjector
 from momentseg.model.lmm import QwenLMM, build_processor
 from momentseg.model.official import (
@@ -48,6 +49,7 @@ from momentseg.model.sam2_config import Sam2Variant, Sam2VariantError, infer_sam
 from momentseg.model.sam2_tracker import MomentSAM2VideoPredictor, build_predictor
 
 LMM, SAM2, SEG, FIND, IMAGE = "lmm", "sam2", "seg_projector", "find_head", "image_projector"
+EMBEDDING_KEY = "model.language_model.embed_tokens.weight"
 SAM2_PREFIX = "grounding_encoder.sam2_model."
 INDEX_FILE = "model.safetensors.index.json"
 CHECKPOINT_FILES = ["config.json", "*.safetensors", INDEX_FILE, "tokenizer*", "*.txt",
@@ -198,7 +200,7 @@ def _read_json(path: Path, what: str) -> dict:
     try:
         value = json.loads(path.read_text())
     except OSError as error:
-        raise CheckpointError(f"cannot read {what} '{path}': {error.strerror or error}") from error
+        raise CheckpointError(f"cannot read {what} '{path}': {plain_reason(error)}") from error
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{what} '{path}' is not valid JSON: {error}") from error
     if not isinstance(value, dict):
@@ -252,7 +254,8 @@ def _tensor_entries(folder: Path) -> dict[str, TensorEntry]:
                     tensor = handle.get_slice(key)
                     entries[key] = TensorEntry(path, tensor.get_dtype(), tuple(tensor.get_shape()))
         except (SafetensorError, OSError) as error:
-            raise CheckpointError(f"weight file '{path}' cannot be read (truncated, or not safetensors): {error}") from error
+            raise CheckpointError(f"weight file '{path}' cannot be read (truncated, or not safetensors): "
+                                  f"{plain_reason(error)}") from error
     return entries
 
 
@@ -276,13 +279,20 @@ def _qwen_config(layout: Layout, config: dict) -> Qwen2_5_VLConfig:
         if layout is OFFICIAL:
             return qwen_config_from_official(config)
         return Qwen2_5_VLConfig.from_dict({k: v for k, v in config.items() if k != "momentseg"})
-    except (TypeError, ValueError, KeyError) as error:
+    except (TypeError, ValueError, KeyError, AttributeError, StrictDataclassError) as error:
+        # transformers validates field types and values (StrictDataclassError: "hidden_size" given "big")
         raise CheckpointError(f"config.json does not describe a Qwen2.5-VL model: {error}") from error
 
 
 def _sam2_image_size(layout: Layout, config: dict) -> int:
     section = config if layout is OFFICIAL else config.get("momentseg", {})
-    return int(section.get("sam2_image_size", OFFICIAL_SAM2_IMAGE_SIZE))
+    if not isinstance(section, dict):
+        raise CheckpointError("config.json's 'momentseg' section is not a JSON object")
+    size = section.get("sam2_image_size", OFFICIAL_SAM2_IMAGE_SIZE)
+    if isinstance(size, bool) or not isinstance(size, int) or not 64 <= size <= 4096:
+        raise CheckpointError(f"config.json's sam2_image_size must be a whole number of pixels from 64 to 4096, "
+                              f"got {size!r}")
+    return size
 
 
 def plan_checkpoint(checkpoint: str | Path) -> CheckpointPlan:
@@ -335,7 +345,25 @@ def load_tokenizer(plan: CheckpointPlan):
 
 
 def _build_empty(plan: CheckpointPlan) -> dict[str, nn.Module]:
-    """Each part's module on the meta device (no weight memory); small buffers stay real."""
+    """Each part's module on the meta device (no weight memory); small buffers stay real.
+
+    The language model's shapes are checked first with its buffers on the meta device too: buffers
+    are sized by the config, so a config that contradicts its weights (``hidden_size`` 10⁹) is refused
+    before anything it sizes is allocated."""
+    text = plan.qwen_config.text_config
+    embedding = plan.parts.get(LMM, {}).get(EMBEDDING_KEY)
+    if embedding is None:
+        raise CheckpointError(f"'{plan.folder}' has no token embedding ({plan.layout.disk_key(LMM, EMBEDDING_KEY)})")
+    shape = plan.tensors[embedding].shape
+    if shape != (text.vocab_size, text.hidden_size):
+        raise CheckpointError(f"config.json says vocab_size {text.vocab_size} and hidden_size {text.hidden_size}, "
+                              f"but the token embedding {embedding} is {list(shape)}")
+    try:
+        with init_empty_weights(include_buffers=True):
+            language_model = Qwen2_5_VLForConditionalGeneration(plan.qwen_config)
+    except (RuntimeError, ValueError) as error:  # sizes that overflow even on the meta device
+        raise CheckpointError(f"config.json's sizes cannot be built: {error}") from None
+    _check_keys(plan, {LMM: language_model})
     hidden = plan.qwen_config.text_config.hidden_size
     with init_empty_weights(include_buffers=False):
         modules: dict[str, nn.Module] = {
@@ -394,7 +422,7 @@ def _read_weights(plan: CheckpointPlan, targets: dict[str, tuple[torch.device, t
                                              copy=True)
                 del tensor  # the last reference to the mapped pages before a re-open
         except (SafetensorError, OSError) as error:
-            raise CheckpointError(f"weight file '{shard}' cannot be read: {error}") from error
+            raise CheckpointError(f"weight file '{shard}' cannot be read: {plain_reason(error)}") from error
     return state
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from momentseg.data.entries import DataError
+from momentseg.errors import plain_reason
 from momentseg.model.prompts import SYSTEM_PROMPT
 
 
@@ -107,7 +108,7 @@ def load_config(path: str | Path | None, overrides: dict) -> TrainConfig:
         try:
             values = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as error:
-            raise DataError(f"cannot read the config '{path}': {error}") from None
+            raise DataError(f"cannot read the config '{path}': {plain_reason(error)}") from None
         if not isinstance(values, dict):
             raise DataError(f"the config '{path}' must be a mapping of option: value")
     known = {f.name for f in fields(TrainConfig)}

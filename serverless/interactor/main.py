@@ -2,7 +2,7 @@
 (serverless/interactor/function.yaml, momentseg/interact.py, docs/deploy.md)."""
 
 from momentseg.interact import InteractorService
-from serverless.main import serve
+from serverless.main import request_body, serve
 
 
 def init_context(context):
@@ -16,4 +16,4 @@ def init_context(context):
 
 def handler(context, event):
     interactor = context.user_data.interactor
-    return serve(context, event, interactor.service.limits.max_body_bytes, lambda event: interactor.handle(event.body))
+    return serve(context, event, interactor.service.limits.max_body_bytes, lambda event: interactor.handle(request_body(event)))
