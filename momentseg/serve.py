@@ -5,7 +5,8 @@ What a production server does, and what a hostile client cannot get around: the 
 arrive within ``header_timeout_s``, the body within ``read_timeout_s`` of silence and
 ``body_timeout_s`` in all; the body is refused at ``max_body_bytes`` while it streams in; a request
 carrying both ``Content-Length`` and ``Transfer-Encoding`` is refused (request smuggling); at most
-``max_pending`` requests are admitted at once; every answer, protocol errors included, is JSON; no
+``max_pending`` requests are admitted at once, holding at most ``max_buffered_bytes`` of segment
+request bodies together (docs/deploy.md states the memory this bounds); every answer, protocol errors included, is JSON; no
 CORS headers. Requests are checked completely before they queue for the model, and a request whose
 caller leaves or whose deadline passes gives the model back at the next frame.
 """
@@ -33,6 +34,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from momentseg.errors import InvalidInputError
 from momentseg.limits import numbers_from_env
 
 if TYPE_CHECKING:  # the service module loads the model's code (torch): the webhook companion runs without it
@@ -57,14 +59,39 @@ class ServeSettings:
     body_timeout_s: float = 600.0
     keep_alive_s: float = 5.0
     max_pending: int = 32  # requests admitted at once: bodies in memory, or waiting for the model
+    # segment bodies held at once, all requests together: what bounds memory, not max_pending × max_body
+    max_buffered_bytes: int = 2 << 30
 
     ENV = {"max_body_bytes": "MOMENTSEG_MAX_BODY_BYTES", "header_timeout_s": "MOMENTSEG_HEADER_TIMEOUT",
            "read_timeout_s": "MOMENTSEG_READ_TIMEOUT", "body_timeout_s": "MOMENTSEG_BODY_TIMEOUT",
-           "keep_alive_s": "MOMENTSEG_KEEP_ALIVE_TIMEOUT", "max_pending": "MOMENTSEG_MAX_PENDING"}
+           "keep_alive_s": "MOMENTSEG_KEEP_ALIVE_TIMEOUT", "max_pending": "MOMENTSEG_MAX_PENDING",
+           "max_buffered_bytes": "MOMENTSEG_MAX_BUFFERED_BYTES"}
+
+    def __post_init__(self) -> None:
+        if self.max_buffered_bytes < self.max_body_bytes:
+            raise InvalidInputError(f"MOMENTSEG_MAX_BUFFERED_BYTES ({self.max_buffered_bytes}) must be at least "
+                                    f"MOMENTSEG_MAX_BODY_BYTES ({self.max_body_bytes}): one request must fit")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServeSettings:
         return cls(**numbers_from_env(cls, env))
+
+
+class BodyBudget:
+    """Request body bytes held by all admitted requests together; a body that would go past ``limit``
+    while it streams in is refused (503 busy) before more of it is read."""
+
+    def __init__(self, limit: int):
+        self.limit, self.held = limit, 0
+
+    def take(self, count: int) -> None:
+        if self.held + count > self.limit:
+            raise HTTPError(503, "busy", f"other requests hold {self.held} bytes of the {self.limit} this server "
+                            "buffers (MOMENTSEG_MAX_BUFFERED_BYTES): try again later", {"Retry-After": "30"})
+        self.held += count
+
+    def give(self, count: int) -> None:
+        self.held -= count
 
 
 class HTTPError(Exception):
@@ -83,9 +110,10 @@ def json_error(status: int, code: str, message: str, headers: Mapping[str, str] 
     return JSONResponse({"error": code, "message": message}, status_code=status, headers=dict(headers or {}))
 
 
-async def read_body(request: Request, settings: ServeSettings) -> bytes:
-    """The request body, streamed and refused at ``settings.max_body_bytes`` (413) before more is read,
-    or when it stops arriving (408)."""
+async def read_body(request: Request, settings: ServeSettings, budget: BodyBudget | None = None) -> bytes:
+    """The request body, streamed and refused at ``settings.max_body_bytes`` (413) or past ``budget``
+    (503) before more is read, or when it stops arriving (408). What was taken from ``budget`` is the
+    caller's to give back once the body is no longer held; on a refusal it is given back here."""
     limit = settings.max_body_bytes
     too_large = HTTPError(413, "request_too_large",
                           f"the request has more than {limit} bytes (MOMENTSEG_MAX_BODY_BYTES)")
@@ -94,21 +122,29 @@ async def read_body(request: Request, settings: ServeSettings) -> bytes:
         raise too_large
     body = bytearray()
     deadline = time.monotonic() + settings.body_timeout_s
-    while True:
-        wait = min(settings.read_timeout_s, deadline - time.monotonic())
-        try:
-            message = await asyncio.wait_for(request.receive(), max(wait, 0.0))
-        except asyncio.TimeoutError:
-            raise HTTPError(408, "request_timeout", f"the request body did not arrive in time (at most "
-                            f"{settings.read_timeout_s:g} s between parts, "
-                            f"{settings.body_timeout_s:g} s in all)") from None
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        body += message.get("body", b"")
-        if len(body) > limit:
-            raise too_large
-        if not message.get("more_body", False):
-            return bytes(body)
+    try:
+        while True:
+            wait = min(settings.read_timeout_s, deadline - time.monotonic())
+            try:
+                message = await asyncio.wait_for(request.receive(), max(wait, 0.0))
+            except asyncio.TimeoutError:
+                raise HTTPError(408, "request_timeout", f"the request body did not arrive in time (at most "
+                                f"{settings.read_timeout_s:g} s between parts, "
+                                f"{settings.body_timeout_s:g} s in all)") from None
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            part = message.get("body", b"")
+            if len(body) + len(part) > limit:
+                raise too_large
+            if budget is not None:
+                budget.take(len(part))
+            body += part
+            if not message.get("more_body", False):
+                return bytes(body)
+    except BaseException:
+        if budget is not None:
+            budget.give(len(body))
+        raise
 
 
 async def _disconnected(request: Request) -> None:
@@ -131,10 +167,17 @@ def _segment_endpoint(service: SegmentService, settings: ServeSettings):
     from momentseg.service import RequestError, bearer_token
 
     model_lock = asyncio.Lock()  # waiters hold no thread; the service's own lock is then free
+    budget = BodyBudget(settings.max_buffered_bytes)
 
     async def segment(request: Request) -> JSONResponse:
         token = bearer_token(request.headers.get("authorization"))
-        body = await read_body(request, settings)
+        body = await read_body(request, settings, budget)
+        try:
+            return await _answer(request, token, body)
+        finally:
+            budget.give(len(body))
+
+    async def _answer(request: Request, token: str | None, body: bytes) -> JSONResponse:
         started = time.monotonic()
         deadline = started + service.limits.request_timeout_s
         gone = asyncio.ensure_future(_disconnected(request))

@@ -261,6 +261,7 @@ def test_the_serve_command_starts_and_answers(tiny_checkpoint):
     (["--device", "tpu"], {}, "--device must be"),
     ([], {"MOMENTSEG_READ_TIMEOUT": "soon"}, "MOMENTSEG_READ_TIMEOUT must be a number"),
     ([], {"MOMENTSEG_MAX_FRAMES": "0"}, "MOMENTSEG_MAX_FRAMES must be positive"),
+    ([], {"MOMENTSEG_MAX_BUFFERED_BYTES": "1000"}, "must be at least MOMENTSEG_MAX_BODY_BYTES"),
     (["--checkpoint", "/nowhere/ck", "--port", "0"], {}, "not a folder"),  # 8080 may be taken here
 ])
 def test_the_serve_command_refuses_bad_settings_on_one_line(tiny_checkpoint, monkeypatch, capsys, extra, env, message):
@@ -315,5 +316,27 @@ def test_requests_beyond_max_pending_are_turned_away_as_busy(service):
             assert answer.headers["retry-after"]
         wait_for(lambda: not server.server_state.tasks, 10)
         assert httpx.get(f"http://127.0.0.1:{server.port}/health", timeout=10).status_code == 200
+    finally:
+        stop()
+
+
+def test_bodies_held_at_once_are_bounded_and_given_back(service):
+    """max_buffered_bytes bounds what all waiting bodies hold together: a second body that would pass it
+    is refused as it streams in (503 busy), and the bytes come back when the first caller leaves."""
+    settings = dataclasses.replace(SETTINGS, max_body_bytes=1 << 20, max_buffered_bytes=(3 << 20) // 2,
+                                   read_timeout_s=5.0)
+    server, stop = start_server(service, settings)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as holder:
+            # 1 MiB declared, 900 KiB sent: held while the rest is awaited
+            holder.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (1 << 20) + b"x" * 900_000)
+            wait_for(lambda: server.server_state.tasks, 10)
+            time.sleep(0.5)
+            answer = httpx.post(f"http://127.0.0.1:{server.port}/", content=b"y" * 900_000, timeout=20)
+            assert (answer.status_code, answer.json()["error"]) == (503, "busy"), answer.text
+            assert "MOMENTSEG_MAX_BUFFERED_BYTES" in answer.json()["message"] and answer.headers["retry-after"]
+        wait_for(lambda: not server.server_state.tasks, 10)
+        answer = httpx.post(f"http://127.0.0.1:{server.port}/", content=b"y" * 900_000, timeout=20)
+        assert (answer.status_code, answer.json()["error"]) == (400, "malformed_json")  # read whole, then parsed
     finally:
         stop()
