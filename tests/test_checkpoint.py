@@ -126,6 +126,27 @@ def test_truncated_weights_and_bad_config_are_refused(editable):
         load_checkpoint(editable, device="cpu")
 
 
+@pytest.mark.parametrize("edit, message", [
+    ({"hidden_size": "big"}, r"does not describe a Qwen2.5-VL model: .*'hidden_size'.*expected int"),
+    ({"vocab_size": None}, r"does not describe a Qwen2.5-VL model: .*'vocab_size'"),
+    ({"hidden_size": 10 ** 9}, r"says vocab_size \d+ and hidden_size 1000000000, but the token embedding .* is \[\d+, 64\]"),
+    ({"sam2_image_size": "big"}, "sam2_image_size must be a whole number of pixels"),
+    ({"sam2_image_size": 10 ** 6}, "sam2_image_size must be a whole number of pixels from 64 to 4096"),
+])
+def test_a_config_of_the_wrong_type_or_size_is_refused_before_anything_is_built(editable, edit, message):
+    """Types and sizes are checked against the weights' headers first: hidden_size 10⁹ allocates nothing."""
+    config = json.loads((editable / "config.json").read_text())
+    for key, value in edit.items():
+        if key in config.get("text_config", {}):
+            config["text_config"][key] = value
+        config[key] = value
+    (editable / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(editable, device="cpu")
+    with pytest.raises(CheckpointError, match=message):
+        describe_checkpoint(editable)
+
+
 def _shard(folder, names_for):
     """Split model.safetensors into two shards; ``names_for(i)`` names shard i in the index."""
     weights = load_file(folder / "model.safetensors")

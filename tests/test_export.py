@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -6,6 +7,7 @@ from PIL import Image
 from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 
+from momentseg.errors import InvalidInputError
 from momentseg.export import ExportSet, export, safe_name, to_coco, write_refvos_pngs
 from momentseg.masks import to_cvat_rle
 from momentseg.result import Moment, SegmentResult, Shape, Track
@@ -131,3 +133,48 @@ def test_export_from_a_result_json_via_the_cli(tmp_path):
     assert len(list((tmp_path / "pngs" / "Annotations" / "run" / "0").glob("*.png"))) == T
     (tmp_path / "bad.json").write_text("{}")
     assert main(["export", "--from", str(tmp_path / "bad.json"), "--format", "coco", "--out", str(tmp_path / "x")]) == 2
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1, 2]", "a result is a JSON object, got a JSON list"),
+    ('"result"', "got a JSON string"),
+    ("{nope", "is not a momentseg result.json: Expecting property name"),
+    ("{}", "the result lacks"),
+    (None, "cannot read .*: No such file or directory$"),
+])
+def test_export_from_anything_but_a_result_is_one_clear_line(tmp_path, capsys, text, message):
+    from momentseg.cli import main
+
+    source = tmp_path / "result.json"
+    if text is not None:
+        source.write_text(text)
+    assert main(["export", "--from", str(source), "--format", "coco", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.search(message, err) and len(err.splitlines()) == 1 and "Errno" not in err, err
+
+
+def _edited(**changes):
+    data = make_result().to_dict()
+    for path, value in changes.items():
+        target = data
+        *parents, last = path.split("__")
+        for key in parents:
+            target = target[int(key)] if isinstance(target, list) else target[key]
+        target[int(last) if isinstance(target, list) else last] = value
+    return data
+
+
+@pytest.mark.parametrize("data, message", [
+    (_edited(num_frames="many"), "'num_frames' must be a whole number"),
+    (_edited(num_frames=10 ** 12), "'num_frames' must be a whole number from 1 to"),
+    (_edited(width=100_000, height=100_000), "at most 67108864 pixels"),
+    (_edited(tracks__0__shapes__0__frame=10 ** 6), r"tracks\[0\]\.shapes\[0\]\.frame' must be a frame"),
+    (_edited(tracks__0__shapes__0__type="box"), "'mask' or 'polygon'"),
+    (_edited(tracks__0__shapes__0__points="abc"), "points' must be a list of numbers"),
+    (_edited(tracks__0="x"), r"tracks\[0\]' must be an object"),
+    (_edited(moment={"start_frame": 5, "end_frame": 2, "start_sec": 0, "end_sec": 1, "score": 1}), "start_frame ≤ end_frame"),
+    (_edited(keyframes=[-1]), "'keyframes' must be a list of frames"),
+])
+def test_a_result_with_a_wrong_field_is_refused_naming_it(data, message):
+    with pytest.raises(InvalidInputError, match=message):
+        SegmentResult.from_dict(data)

@@ -281,7 +281,7 @@ def _qwen_config(layout: Layout, config: dict) -> Qwen2_5_VLConfig:
         return Qwen2_5_VLConfig.from_dict({k: v for k, v in config.items() if k != "momentseg"})
     except (TypeError, ValueError, KeyError, AttributeError, StrictDataclassError) as error:
         # transformers validates field types and values (StrictDataclassError: "hidden_size" given "big")
-        raise CheckpointError(f"config.json does not describe a Qwen2.5-VL model: {error}") from error
+        raise CheckpointError(f"config.json does not describe a Qwen2.5-VL model: {plain_reason(error)}") from error
 
 
 def _sam2_image_size(layout: Layout, config: dict) -> int:
