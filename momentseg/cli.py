@@ -519,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_line(error: BaseException) -> str:
     text = plain_reason(error)
+    if isinstance(error, OSError) and error.filename is not None and str(error.filename) not in text:
+        text = f"'{error.filename}': {text}"  # an OSError's reason alone does not say which file
     return text if len(text) <= 500 else text[:500] + "…"
 
 

@@ -190,3 +190,10 @@ def test_tiny_checkpoint_and_demo_commands(tmp_path, capsys):
     assert (tmp_path / "ck" / "model.safetensors").exists()
     assert main(["demo", "--frames", "120"]) == 0
     assert "mcs:" in capsys.readouterr().out
+
+
+def test_an_os_error_names_its_file_without_errno(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["tiny-checkpoint", str(tmp_path / "file" / "ck")]) == 2
+    err = one_error_line(capsys)
+    assert "Errno" not in err and "Not a directory" in err and str(tmp_path / "file") in err
