@@ -85,6 +85,87 @@ def test_the_trained_checkpoint_is_official_and_grounds_a_moment(trained, synth,
     assert untrained.run(entry.open_frames(), entry.expression, options).moment is None
 
 
+def test_the_trained_model_finds_the_moment_the_data_puts_in_each_clip(trained, synth, sa2va_checkpoint):
+    """L_find against the moments synth wrote: on the clips it trained on, S is higher inside each clip's
+    moment than outside it, on most clips and by more than the same model before training."""
+    from momentseg.data import load_entries, parse_data_spec
+    from momentseg.model.checkpoint import load_checkpoint
+    from momentseg.pipeline import MomentSegPipeline, SegmentOptions
+    from momentseg.train.model import add_find_token
+
+    options = SegmentOptions(tsg_pixels=3136, tsg_min_pixels=3136, force_answer=True)
+    entries = load_entries(parse_data_spec(f"charades-sta={synth / 'charades-sta'}"), "train")
+
+    def contrasts(model):
+        pipeline, values = MomentSegPipeline(model), []
+        for entry in entries:
+            similarity = pipeline.ground(entry.open_frames(), entry.query, options).similarity  # 1 FPS
+            inside = np.zeros(len(similarity), bool)
+            inside[int(entry.start):int(np.ceil(entry.end))] = True
+            assert inside.any() and not inside.all(), "the data must put the moment somewhere specific"
+            values.append(similarity[inside].mean() - similarity[~inside].mean())
+        return np.array(values)
+
+    torch.manual_seed(0)  # the [FIND] head training starts from (train seeds 0 before adding it)
+    before = contrasts(add_find_token(load_checkpoint(sa2va_checkpoint, device="cpu")))
+    after = contrasts(load_checkpoint(trained[1], device="cpu"))
+    assert len(after) >= 4
+    assert after.mean() > 0.05 and after.mean() > before.mean() + 0.05 and (after > 0).mean() > 0.5, (before, after)
+
+
+def test_lora_attaches_to_the_language_layers_only(synth):
+    """Every LoRA adapter sits on a projection of a text decoder layer, all seven of them in each layer;
+    the vision tower, SAM2 and the heads get none."""
+    from momentseg.model.tiny import build_tiny_model
+    from momentseg.train.config import TrainableParts
+    from momentseg.train.model import TrainableMomentSeg, add_find_token
+
+    module = TrainableMomentSeg(add_find_token(build_tiny_model("sa2va")), TrainableParts(lora_rank=4, lora_alpha=8))
+    adapted = sorted({name.rsplit(".lora_", 1)[0] for name, _ in module.named_parameters() if ".lora_" in name})
+    layers = module.inner.config.get_text_config().num_hidden_layers
+    projections = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                   "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}
+    expected = sorted(f"qwen.base_model.model.model.language_model.layers.{i}.{p}"
+                      for i in range(layers) for p in projections)
+    assert adapted == expected
+    trainable_lora = [n for n, p in module.named_parameters() if p.requires_grad and ".lora_" in n]
+    assert trainable_lora and all("language_model.layers." in n for n in trainable_lora)
+    assert not any("visual" in n or n.startswith(("predictor", "base.")) for n in trainable_lora)
+
+
+def test_a_base_with_tied_embeddings_is_untied_and_its_special_rows_train(synth, tmp_path, caplog):
+    """A base whose LM head shares the input embedding (Qwen2.5-VL-3B's config) trains and saves: the two
+    are untied with a note, and the [SEG]/[FIND] rows trained in each stay in the checkpoint."""
+    from safetensors.torch import load_file, save_file
+
+    from momentseg.model.checkpoint import load_checkpoint
+    from momentseg.model.tiny import write_tiny_checkpoint
+
+    base = write_tiny_checkpoint(tmp_path / "tied", "sa2va")
+    config = json.loads((base / "config.json").read_text())
+    config["tie_word_embeddings"] = config["text_config"]["tie_word_embeddings"] = True
+    (base / "config.json").write_text(json.dumps(config))
+    weights = load_file(base / "model.safetensors")
+    embedding = weights["model.model.language_model.embed_tokens.weight"]
+    weights["model.lm_head.weight"] = embedding.clone()
+    save_file(weights, base / "model.safetensors", metadata={"format": "pt"})
+
+    with caplog.at_level("WARNING", logger="momentseg.train.model"):
+        final = train(TrainConfig(base=str(base), data=data_args(synth), out=str(tmp_path / "out"), max_steps=3,
+                                  save_every=3, **SMALL), progress=False)
+    assert "unties them" in caplog.text
+    saved = json.loads((final / "config.json").read_text())
+    assert saved["tie_word_embeddings"] is False
+    model = load_checkpoint(final, device="cpu")
+    qwen = model.lmm.model
+    tokenizer = model.lmm.processor.tokenizer
+    seg = tokenizer.convert_tokens_to_ids("[SEG]")
+    rows_in, rows_out = qwen.get_input_embeddings().weight, qwen.get_output_embeddings().weight
+    assert rows_in.data_ptr() != rows_out.data_ptr()
+    assert not torch.equal(rows_in[seg], embedding[seg].to(rows_in.dtype))  # the input row trained, not overwritten
+    assert not torch.equal(rows_in[seg], rows_out[seg])
+
+
 def test_resume_continues_from_the_saved_step(synth, sa2va_checkpoint, tmp_path):
     from transformers import get_cosine_schedule_with_warmup
 

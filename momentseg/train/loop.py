@@ -22,6 +22,7 @@ import yaml
 from momentseg.data import load_entries, parse_data_spec
 from momentseg.devices import default_device
 from momentseg.data.entries import DataError
+from momentseg.errors import plain_reason
 from momentseg.train.config import TrainConfig
 from momentseg.train.samples import PreparedSample, SampleBuilder
 
@@ -58,10 +59,33 @@ class MixtureOfDatasets(torch.utils.data.Dataset):
             return self.builder.build(entry, rng)
         except DataError as error:
             return SampleFailure(str(error))
+        except (OSError, ValueError) as error:  # an unreadable or damaged frame or mask file
+            name = getattr(entry, "name", None) or getattr(entry, "video_id", "a sample")
+            return SampleFailure(f"{name}: {plain_reason(error)}")
 
 
 def _identity(sample):
     return sample
+
+
+def _failure_on_any_rank(sample, accelerator) -> str | None:
+    """The first failed sample of this micro-step on any rank, the same text on every rank: the ranks stop
+    together with one error instead of waiting in a collective for the one that stopped."""
+    mine = sample.message if isinstance(sample, SampleFailure) else None
+    if accelerator.num_processes == 1:
+        return mine
+    from accelerate.utils import gather_object
+
+    failed = [(rank, message) for rank, message in enumerate(gather_object([mine])) if message]
+    return f"rank {failed[0][0]}: {failed[0][1]}" if failed else None
+
+
+def _rank_checksums(parameters: list[torch.Tensor], accelerator) -> list[float]:
+    """Σ of every trainable value, from each rank: DDP keeps them equal, so a difference is a desync."""
+    from accelerate.utils import gather_object
+
+    total = float(sum(p.detach().double().sum() for p in parameters))
+    return gather_object([total]) if accelerator.num_processes > 1 else [total]
 
 
 def _checkpoints(out: Path) -> list[Path]:
@@ -164,8 +188,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     sums = {n: torch.zeros(2) for n in LOSS_NAMES}
     started = time.perf_counter()
     for sample in loader:
-        if isinstance(sample, SampleFailure):
-            raise DataError(sample.message)
+        failure = _failure_on_any_rank(sample, accelerator)
+        if failure:
+            raise DataError(failure)
         with accelerator.accumulate(wrapped):
             losses = wrapped(sample)
             accelerator.backward(losses["loss"])
@@ -182,7 +207,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
         row = {"step": step, **_summarise(sums, accelerator), "lr": lr,
-               "seconds": round(time.perf_counter() - started, 3), "processes": accelerator.num_processes}
+               "seconds": round(time.perf_counter() - started, 3), "processes": accelerator.num_processes,
+               "rank_checksums": _rank_checksums(trainable, accelerator)}
         sums = {n: torch.zeros(2) for n in LOSS_NAMES}
         if accelerator.is_main_process:
             with log_path.open("a") as log:

@@ -6,6 +6,7 @@ rest of the embeddings, SAM2's image encoder (unless asked), memory and prompt e
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import torch
 from torch import nn
@@ -21,6 +22,25 @@ from momentseg.train.losses import answer_loss, mask_loss
 from momentseg.train.samples import PreparedSample
 
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+log = logging.getLogger(__name__)
+
+
+def untie_output_embeddings(qwen: nn.Module) -> bool:
+    """Give the LM head its own copy of a tied input embedding (the official checkpoints keep them apart:
+    ``tie_word_embeddings`` false, the 3B's ``lm_head`` cloned at conversion). Tied, the trained [SEG] and
+    [FIND] rows of one would overwrite the other's and the checkpoint could not be saved. True if it untied."""
+    tied = qwen.config.tie_word_embeddings or getattr(qwen.config.get_text_config(), "tie_word_embeddings", False)
+    output, embedding = qwen.get_output_embeddings(), qwen.get_input_embeddings()
+    shared = output.weight.data_ptr() == embedding.weight.data_ptr()
+    for config in {id(c): c for c in (qwen.config, qwen.config.get_text_config())}.values():
+        config.tie_word_embeddings = False
+    if shared:
+        output.weight = nn.Parameter(embedding.weight.detach().clone(), requires_grad=output.weight.requires_grad)
+    if tied or shared:
+        log.warning("the base model ties its LM head to its input embedding: training unties them (as the official "
+                    "checkpoints are), so the [SEG] and [FIND] rows train in each and the checkpoint keeps both")
+    return tied or shared
 
 
 class SpecialRows(nn.Module):
@@ -57,6 +77,7 @@ def add_find_token(model: MomentSegModel) -> MomentSegModel:
     """Give a Sa2VA-layout model what the official layout has and it lacks: the [FIND] token (its embedding
     row drawn around the mean row when the vocabulary must grow), ``find_hidden_fcs`` and ``img_hidden_fcs``
     (the latter untrained: the official code reads it only with ``perframe_seg``)."""
+    untie_output_embeddings(model.lmm.model)
     hidden = model.lmm.hidden_size
     dtype = next(model.lmm.model.parameters()).dtype
     if getattr(model, "image_projector", None) is None:
