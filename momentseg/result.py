@@ -143,7 +143,7 @@ class SegmentResult:
                "keyframes", f"a list of frames from 0 to {num_frames - 1}")
         for key in ("similarity", "similarity_raw"):
             value = data.get(key)
-            _check(value is None or isinstance(value, list) and all(_is_number(v) for v in value), key,
+            _check(value is None or (isinstance(value, list) and all(_is_number(v) for v in value)), key,
                    "null or a list of numbers")
         _check(isinstance(data["tracks"], list), "tracks", "a list")
         values = {k: v for k, v in data.items() if k in names}

@@ -6,8 +6,8 @@ arrive within ``header_timeout_s``, the body within ``read_timeout_s`` of silenc
 ``body_timeout_s`` in all; the body is refused at ``max_body_bytes`` while it streams in; a request
 carrying both ``Content-Length`` and ``Transfer-Encoding`` is refused (request smuggling); at most
 ``max_pending`` requests are admitted at once, holding at most ``max_buffered_bytes`` of segment
-request bodies together (docs/deploy.md states the memory this bounds); every answer, protocol errors included, is JSON; no
-CORS headers. Requests are checked completely before they queue for the model, and a request whose
+request bodies together (docs/deploy.md states the memory this bounds); every answer, protocol errors
+included, is JSON; no CORS headers. Requests are checked completely before they queue for the model, and a request whose
 caller leaves or whose deadline passes gives the model back at the next frame.
 """
 

@@ -129,7 +129,8 @@ def test_truncated_weights_and_bad_config_are_refused(editable):
 @pytest.mark.parametrize("edit, message", [
     ({"hidden_size": "big"}, r"does not describe a Qwen2.5-VL model: .*'hidden_size'.*expected int"),
     ({"vocab_size": None}, r"does not describe a Qwen2.5-VL model: .*'vocab_size'"),
-    ({"hidden_size": 10 ** 9}, r"says vocab_size \d+ and hidden_size 1000000000, but the token embedding .* is \[\d+, 64\]"),
+    ({"hidden_size": 10 ** 9},
+     r"says vocab_size \d+ and hidden_size 1000000000, but the token embedding .* is \[\d+, 64\]"),
     ({"sam2_image_size": "big"}, "sam2_image_size must be a whole number of pixels"),
     ({"sam2_image_size": 10 ** 6}, "sam2_image_size must be a whole number of pixels from 64 to 4096"),
 ])

@@ -1,5 +1,5 @@
-"""The stand-in CVAT follows each fact tried on a real CVAT v2.73.0 server (docs/cvat.md, "CVAT facts the tool relies on"),
-through cvat-sdk as any client sees it: 60 frames, segment_size 20, overlap 0, chunk_size 5 → 3 jobs."""
+"""The stand-in CVAT follows each fact tried on a real CVAT v2.73.0 server (docs/cvat.md, "CVAT facts the tool
+relies on"), through cvat-sdk as any client sees it: 60 frames, segment_size 20, overlap 0, chunk_size 5 → 3 jobs."""
 
 import json
 import urllib.error

@@ -172,7 +172,8 @@ def _edited(**changes):
     (_edited(tracks__0__shapes__0__type="box"), "'mask' or 'polygon'"),
     (_edited(tracks__0__shapes__0__points="abc"), "points' must be a list of numbers"),
     (_edited(tracks__0="x"), r"tracks\[0\]' must be an object"),
-    (_edited(moment={"start_frame": 5, "end_frame": 2, "start_sec": 0, "end_sec": 1, "score": 1}), "start_frame ≤ end_frame"),
+    (_edited(moment={"start_frame": 5, "end_frame": 2, "start_sec": 0, "end_sec": 1, "score": 1}),
+     "start_frame ≤ end_frame"),
     (_edited(keyframes=[-1]), "'keyframes' must be a list of frames"),
 ])
 def test_a_result_with_a_wrong_field_is_refused_naming_it(data, message):

@@ -12,7 +12,6 @@ from momentseg.model.checkpoint import OFFICIAL, load_checkpoint, plan_checkpoin
 from momentseg.model.official import TEXT_FIELDS, VISION_FIELDS, qwen_config_from_official
 
 
-
 @pytest.fixture(scope="module")
 def model(official_reference):
     return load_checkpoint(official_reference, device="cpu", dtype="float32")
