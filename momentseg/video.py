@@ -151,7 +151,7 @@ class VideoFile(FrameSource):
                 self.decodes += 1
                 yield frame.pts, frame.to_ndarray(format="rgb24")
         except av.FFmpegError as error:
-            raise InvalidInputError(f"'{self.path}' cannot be decoded past frame {self.decodes}: {error}") from None
+            raise InvalidInputError(f"'{self.path}' cannot be decoded past frame {self.decodes}: {plain_reason(error)}") from None
 
     def iter_frames(self) -> Iterator[np.ndarray]:
         """Every frame, front to back, each decoded once (a container of its own: indexing is unaffected)."""

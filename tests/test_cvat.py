@@ -18,7 +18,7 @@ from momentseg.cvat.annotate import annotate_task
 from momentseg.cvat.export import task_export
 from momentseg.cvat.refine import refine_object
 from momentseg.cvat.task import LabelMissingError, NothingFoundError, PartialWriteError
-from momentseg.errors import MomentSegError
+from momentseg.errors import InvalidInputError, MomentSegError
 from momentseg.export import to_coco, write_refvos_pngs
 from momentseg.masks import mask_to_polygons, to_cvat_rle
 from momentseg.pipeline import MomentSegPipeline, SegmentOptions
@@ -152,6 +152,20 @@ def test_frames_are_read_by_chunk_with_a_bounded_cache(video):
         source[0]
         assert source.requests == 9  # evicted, fetched again
         assert source.names[:2] == (["00000", "00001"] if video else ["00000.jpg", "00001.jpg"])
+    finally:
+        stub.close()
+
+
+@pytest.mark.parametrize("video", [True, False])
+def test_a_chunk_cvat_sends_damaged_is_named_without_errno(video):
+    stub = CvatStub()
+    try:
+        stub.add_task(7, synthetic_frames(T), ["dog"], video=video, chunk_size=4)
+        stub.tasks[7].chunks[1] = b"not a chunk" * 100
+        source = TaskFrames(connect(stub.url, access_token=TOKEN), 7)
+        with pytest.raises(InvalidInputError, match=r"^chunk 1 of task 7 cannot be decoded \(") as failure:
+            source[5]
+        assert "Errno" not in str(failure.value)
     finally:
         stub.close()
 

@@ -16,7 +16,7 @@ import numpy as np
 from cvat_sdk import Client
 
 from momentseg.cvat.connection import cvat_errors
-from momentseg.errors import InvalidInputError
+from momentseg.errors import InvalidInputError, plain_reason
 from momentseg.video import DEFAULT_FPS, FrameSource
 
 
@@ -140,7 +140,8 @@ class TaskFrames(FrameSource):
         try:
             frames = decode_video_chunk(data) if self.is_video else decode_image_chunk(data)
         except (av.error.FFmpegError, zipfile.BadZipFile) as error:
-            raise InvalidInputError(f"chunk {index} of task {self.task_id} cannot be decoded ({error})") from None
+            raise InvalidInputError(f"chunk {index} of task {self.task_id} cannot be decoded "
+                                    f"({plain_reason(error)})") from None
         self._cache[index] = frames
         # the newest chunk always stays; older ones go once the cache holds more than cache_bytes
         while len(self._cache) > 1 and sum(f.nbytes for c in self._cache.values() for f in c) > self._cache_bytes:
