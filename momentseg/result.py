@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from momentseg.errors import InvalidInputError
+from momentseg.grounding import moment_seconds
 from momentseg.masks import Polygon, from_cvat_rle, polygons_to_mask
 
 # what a result read back from a file may declare: an export allocates one frame's mask at a time and
@@ -111,8 +112,11 @@ class SegmentResult:
             data["moment_center"] = numbers[self.moment_center]
         data["keyframes"] = [numbers[k] for k in self.keyframes]
         if data["moment"]:
-            data["moment"]["start_frame"] = numbers[self.moment.start_frame]
-            data["moment"]["end_frame"] = numbers[self.moment.end_frame]
+            start, end = numbers[self.moment.start_frame], numbers[self.moment.end_frame]
+            # seconds are the video's, as the frames are: a run over frames 20-39 is not at 0 s
+            start_sec, end_sec = moment_seconds(start, end, self.fps)
+            data["moment"].update(start_frame=start, end_frame=end, start_sec=round(start_sec, 4),
+                                  end_sec=round(end_sec, 4))
         for track in data["tracks"]:
             for shape in track["shapes"]:
                 shape["frame"] = numbers[shape["frame"]]
