@@ -244,3 +244,25 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(synth):
         results.append((loss.item(), module.find_head[0].weight.grad.clone()))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-6)
+
+
+def test_mrope_positions_of_a_sample_mixing_a_video_and_an_image():
+    """A RefVOS sample: text, the video, text, a keyframe image, text. The video's temporal ids step by
+    tokens_per_second; the image's are 0 within it; each text run continues after the largest id so far."""
+    import torch
+
+    from momentseg.train.samples import VisionBlock, position_ids
+
+    video, image = 7, 8
+    ids = torch.tensor([5, *[video] * 8, 9, 9, *[image] * 4, 9])  # video (t=2, h=4, w=4): 8 tokens; image: 4
+    blocks = [VisionBlock(None, [2, 4, 4], True), VisionBlock(None, [1, 4, 4], False)]
+    positions = position_ids(ids, blocks, video, image, tokens_per_second=2.0)[:, 0]
+    assert positions.shape == (3, len(ids))
+    assert positions[:, 0].tolist() == [0, 0, 0]
+    assert positions[0, 1:9].tolist() == [1, 1, 1, 1, 3, 3, 3, 3]  # 1 + 2t
+    assert positions[1, 1:9].tolist() == [1, 1, 2, 2, 1, 1, 2, 2]  # 1 + h
+    assert positions[2, 1:9].tolist() == [1, 2, 1, 2, 1, 2, 1, 2]  # 1 + w
+    assert positions[:, 9:11].tolist() == [[4, 5]] * 3  # after the video's largest id 3
+    assert positions[0, 11:15].tolist() == [6, 6, 6, 6]  # an image has one temporal id
+    assert positions[1, 11:15].tolist() == [6, 6, 7, 7] and positions[2, 11:15].tolist() == [6, 7, 6, 7]
+    assert positions[:, 15].tolist() == [8, 8, 8]
