@@ -103,9 +103,9 @@ class MomentSegPipeline:
             (frames[int(i)] for i in sampled), prompt, min_pixels=min(options.tsg_min_pixels, options.tsg_pixels),
             max_pixels=options.tsg_pixels, style=options.find_prompt, force_answer=options.force_answer,
             max_new_tokens=options.max_new_tokens)
-        if states.find is None:
-            return Grounding(None, None, states.answer)
         head = self.model.find_head
+        if states.find is None or head is None:
+            return Grounding(None, None, states.answer)
         with torch.inference_mode():
             find = head(states.find).float().cpu().numpy()
             pooled = head(states.frame_tokens).mean(dim=1).float().cpu().numpy()
@@ -167,7 +167,7 @@ class MomentSegPipeline:
         with timer.stage("sampling"):
             keyframes, start, center, sampling = _keyframes(similarity, total, options)
             moment = None
-            if similarity is not None:
+            if similarity is not None and center is not None:
                 moment = _moment(similarity, center, options, frames.fps)
 
         # 3. RefVOS: [SEG] → SAM2 masks on the keyframes
@@ -294,7 +294,8 @@ def _encode(output: PropagatedFrame, options: SegmentOptions, keyframes: set[int
 
 
 def _tracks(results: dict[int, Shape | None], label: str) -> list[Track]:
-    present = np.array(sorted(f for f, s in results.items() if s is not None))
+    found = {f: s for f, s in results.items() if s is not None}
+    present = np.array(sorted(found))
     if present.size == 0:
         return []
     shapes = []
@@ -303,7 +304,7 @@ def _tracks(results: dict[int, Shape | None], label: str) -> list[Track]:
         if shape is None:
             after = min(int(np.searchsorted(present, frame)), present.size - 1)
             nearest = min(present[max(after - 1, 0)], present[after], key=lambda f: (abs(f - frame), f))
-            source = results[int(nearest)]
+            source = found[int(nearest)]
             shape = Shape(frame, source.type, source.points, False, True, 0.0)
         shapes.append(shape)
     return [Track(label, shapes)]

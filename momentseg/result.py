@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -111,7 +111,7 @@ class SegmentResult:
         if self.moment_center is not None:
             data["moment_center"] = numbers[self.moment_center]
         data["keyframes"] = [numbers[k] for k in self.keyframes]
-        if data["moment"]:
+        if self.moment is not None:
             start, end = numbers[self.moment.start_frame], numbers[self.moment.end_frame]
             # seconds are the video's, as the frames are: a run over frames 20-39 is not at 0 s
             start_sec, end_sec = moment_seconds(start, end, self.fps)
@@ -161,7 +161,7 @@ def _json_type(value: Any) -> str:
             type(None): "null"}.get(type(value), type(value).__name__)
 
 
-def _is_whole(value: Any) -> bool:
+def _is_whole(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -176,7 +176,8 @@ def _check(ok: bool, field_name: str, expected: str) -> None:
 
 def _whole(data: dict, key: str, low: int, high: int) -> int:
     value = data.get(key)
-    _check(_is_whole(value) and low <= value <= high, key, f"a whole number from {low} to {high}")
+    if not (_is_whole(value) and low <= value <= high):
+        raise InvalidInputError(f"the result's '{key}' must be a whole number from {low} to {high}")
     return value
 
 
