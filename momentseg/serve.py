@@ -20,8 +20,9 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import h11
 import uvicorn
@@ -62,7 +63,8 @@ class ServeSettings:
     # segment bodies held at once, all requests together: what bounds memory, not max_pending × max_body
     max_buffered_bytes: int = 2 << 30
 
-    ENV = {"max_body_bytes": "MOMENTSEG_MAX_BODY_BYTES", "header_timeout_s": "MOMENTSEG_HEADER_TIMEOUT",
+    ENV: ClassVar[Mapping[str, str]] = {
+           "max_body_bytes": "MOMENTSEG_MAX_BODY_BYTES", "header_timeout_s": "MOMENTSEG_HEADER_TIMEOUT",
            "read_timeout_s": "MOMENTSEG_READ_TIMEOUT", "body_timeout_s": "MOMENTSEG_BODY_TIMEOUT",
            "keep_alive_s": "MOMENTSEG_KEEP_ALIVE_TIMEOUT", "max_pending": "MOMENTSEG_MAX_PENDING",
            "max_buffered_bytes": "MOMENTSEG_MAX_BUFFERED_BYTES"}
@@ -127,7 +129,7 @@ async def read_body(request: Request, settings: ServeSettings, budget: BodyBudge
             wait = min(settings.read_timeout_s, deadline - time.monotonic())
             try:
                 message = await asyncio.wait_for(request.receive(), max(wait, 0.0))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise HTTPError(408, "request_timeout", f"the request body did not arrive in time (at most "
                                 f"{settings.read_timeout_s:g} s between parts, "
                                 f"{settings.body_timeout_s:g} s in all)") from None
@@ -160,7 +162,7 @@ async def _first(awaitable, gone: asyncio.Future, timeout: float | None = None):
     if task in done:
         return task
     task.cancel()
-    raise ClientGone() if gone in done else asyncio.TimeoutError()
+    raise ClientGone() if gone in done else TimeoutError()
 
 
 def _segment_endpoint(service: SegmentService, settings: ServeSettings):
@@ -185,7 +187,7 @@ def _segment_endpoint(service: SegmentService, settings: ServeSettings):
             job = await run_in_threadpool(service.prepare, body, token=token)
             try:
                 acquired = await _first(model_lock.acquire(), gone, timeout=max(0.0, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise RequestError(503, "busy", f"the model was busy with other requests for "
                                    f"{service.limits.request_timeout_s:g} s: try again later",
                                    headers={"Retry-After": "30"}) from None
@@ -295,7 +297,9 @@ def protected_app(routes: Sequence[BaseRoute], settings: ServeSettings, *,
 
     app = Starlette(
         routes=list(routes),
-        exception_handlers={HTTPException: http_exception, HTTPError: refusal, Exception: internal},
+        # Starlette calls each handler with its own exception class; its annotation names only Exception
+        exception_handlers={HTTPException: http_exception, HTTPError: refusal,  # type: ignore[dict-item]
+                            Exception: internal},
         middleware=[Middleware(_Admission, settings=settings)],
     )
     app.router.redirect_slashes = False
@@ -330,7 +334,7 @@ class _Admission:
                 message = dict(message, headers=[*message.get("headers", []), (b"connection", b"close")])
             try:
                 await asyncio.wait_for(send(message), self.settings.read_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise ClientGone() from None
 
         if self.pending >= self.settings.max_pending:
@@ -430,11 +434,13 @@ class StrictH11Protocol(H11Protocol):
         self.head_line_seen = False
 
     def connection_made(self, transport) -> None:
-        super().connection_made(_LingeringTransport(transport, self.loop))
+        self.lingering_transport = _LingeringTransport(transport, self.loop)
+        # duck-typed: what the wrapper does not change it forwards to the transport
+        super().connection_made(cast(asyncio.Transport, self.lingering_transport))
         self._arm_head_timer()
 
     def data_received(self, data: bytes) -> None:
-        if self.transport.lingering:
+        if self.lingering_transport.lingering:
             return
         waiting_for_head = self.conn.their_state is h11.IDLE
         if waiting_for_head:
@@ -486,7 +492,8 @@ def make_server(app, host: str | socket.socket = "127.0.0.1", port: int = 8080,
     Run it with ``server.run(sockets=[sock])`` for a socket, ``server.run()`` otherwise."""
     config = uvicorn.Config(
         app, host=host if isinstance(host, str) else "127.0.0.1", port=port, lifespan="auto",
-        http=functools.partial(StrictH11Protocol, head_timeout_s=settings.header_timeout_s),
+        # uvicorn calls ``http`` as a protocol factory; its annotation names only classes and names
+        http=functools.partial(StrictH11Protocol, head_timeout_s=settings.header_timeout_s),  # type: ignore[arg-type]
         timeout_keep_alive=max(1, round(settings.keep_alive_s)), h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         server_header=False, date_header=True, log_config=None, ws="none", proxy_headers=False,
     )

@@ -18,10 +18,11 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import cv2
 import jsonschema
@@ -35,6 +36,9 @@ from momentseg.options import SegmentOptions, options_from_request, request_opti
 from momentseg.pipeline import MomentSegPipeline, validate_prompt
 from momentseg.schemas import request_schema
 from momentseg.video import DEFAULT_FPS, FrameSource
+
+if TYPE_CHECKING:  # a task reader's frames come from the CVAT adapter, named here only as a type
+    from momentseg.cvat.frames import TaskFrames
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +75,8 @@ class Limits:
     max_waiting_runs: int = 4  # task runs of momentseg serve waiting for the model (momentseg.service_runs)
     run_keep_s: float = 600.0  # how long a finished run waits for its result to be fetched
 
-    ENV = {"max_frames": "MOMENTSEG_MAX_FRAMES", "max_body_bytes": "MOMENTSEG_MAX_BODY_BYTES",
+    ENV: ClassVar[Mapping[str, str]] = {
+           "max_frames": "MOMENTSEG_MAX_FRAMES", "max_body_bytes": "MOMENTSEG_MAX_BODY_BYTES",
            "max_frame_pixels": "MOMENTSEG_MAX_FRAME_PIXELS", "max_anchor_pixels": "MOMENTSEG_MAX_ANCHOR_PIXELS",
            "request_timeout_s": "MOMENTSEG_REQUEST_TIMEOUT", "max_waiting_runs": "MOMENTSEG_MAX_WAITING_RUNS",
            "run_keep_s": "MOMENTSEG_RUN_KEEP"}
@@ -97,7 +102,7 @@ class EncodedFrames(FrameSource):
 
     def __init__(self, encoded: list[str], fps: float, max_pixels: int = Limits.max_frame_pixels):
         self.images: list[bytes] = []
-        self._size: tuple[int, int] | None = None
+        first: tuple[int, int] | None = None
         for index, text in enumerate(encoded):
             try:
                 data = base64.b64decode(text, validate=True)
@@ -109,13 +114,16 @@ class EncodedFrames(FrameSource):
                 raise RequestError(413, "frame_too_large", f"frames[{index}]: {error}") from None
             except InvalidInputError as error:
                 raise RequestError(400, "invalid_frame", f"frames[{index}]: {error}") from None
-            if self._size is None:
-                self._size = size
-            elif size != self._size:
+            if first is None:
+                first = size
+            elif size != first:
                 raise RequestError(400, "frame_size_mismatch",
                                    f"frames[{index}] is {size[1]}x{size[0]}, frames[0] is "
-                                   f"{self._size[1]}x{self._size[0]}: all frames must have one size")
+                                   f"{first[1]}x{first[0]}: all frames must have one size")
             self.images.append(data)
+        if first is None:
+            raise RequestError(400, "invalid_request", "frames: at least one frame is needed")
+        self._size: tuple[int, int] = first
         self.fps = fps
         self.names = [f"{i:05d}" for i in range(len(self.images))]
 
@@ -164,9 +172,11 @@ def _schema_error_message(error: jsonschema.ValidationError) -> str:
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
-        seen = set()
-        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise ValueError(f"the key '{duplicate[:40]}' appears twice in one object")
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"the key '{key[:40]}' appears twice in one object")
+            seen.add(key)
     return result
 
 
@@ -180,11 +190,11 @@ def _check_values(request: dict[str, Any]) -> None:
         if len(path) > MAX_JSON_DEPTH:
             raise RequestError(400, "invalid_request", f"{where}: nested deeper than {MAX_JSON_DEPTH} levels")
         if isinstance(value, dict):
-            stack.extend((item, path + (str(key)[:40],)) for key, item in value.items())
+            stack.extend((item, (*path, str(key)[:40])) for key, item in value.items())
             for key in value:
                 _check_text(key, where, MAX_TEXT_CHARS)
         elif isinstance(value, list):
-            stack.extend((item, path + (i,)) for i, item in enumerate(value))
+            stack.extend((item, (*path, i)) for i, item in enumerate(value))
         elif isinstance(value, str):
             _check_text(value, where, math.inf if path[:1] == ("frames",) or path == ("task", "frames")
                         else MAX_TEXT_CHARS)
@@ -219,7 +229,7 @@ def bearer_token(authorization: str | None) -> str | None:
     return (token.strip() or None) if scheme.lower() == "bearer" else None
 
 
-TaskReader = Callable[[dict[str, Any], float], FrameSource]
+TaskReader = Callable[[dict[str, Any], float], "TaskFrames"]
 
 
 class SegmentService:
@@ -313,11 +323,17 @@ class SegmentService:
                     raise RequestError(503, "processing_timeout", f"the request did not finish in {timeout:g} s "
                                        "(MOMENTSEG_REQUEST_TIMEOUT): send fewer frames")
 
+            def report(stage: str, done: int, total: int) -> None:
+                check()
+                if progress is not None:
+                    progress(stage, done, total)
+
             check()
+            if self.pipeline is None:
+                raise RequestError(503, "model_not_loaded", f"the model is not loaded: {self.load_error or 'unknown'}")
             log.info("running %d frames with options %s", len(job.frames), json.dumps(request_options(job.options)))
             result = self.pipeline.run(_Watched(job.frames, check), job.prompt, job.options,
-                                       human_anchors=job.anchors, progress=lambda *stage: (check(), progress and
-                                                                                           progress(*stage)))
+                                       human_anchors=job.anchors, progress=report)
         finally:
             self._lock.release()
         response = result.to_dict() if job.numbers is None else result.to_task_frames(job.numbers)
@@ -337,16 +353,18 @@ class SegmentService:
 
     def _parse(self, body: bytes | str | dict | None) -> dict[str, Any]:
         limit = self.limits.max_body_bytes
-        if isinstance(body, str) and len(body) <= limit:
-            body = body.encode("utf-8", "surrogatepass")
         if isinstance(body, (bytes, bytearray, memoryview, str)):
-            if len(body) > limit:
-                raise RequestError(413, "request_too_large",
-                                   f"the request has more than {limit} bytes (MOMENTSEG_MAX_BODY_BYTES)")
+            too_large = RequestError(413, "request_too_large",
+                                     f"the request has more than {limit} bytes (MOMENTSEG_MAX_BODY_BYTES)")
+            if len(body) > limit:  # a text is refused before it is encoded: each character is at least a byte
+                raise too_large
+            raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
+            if len(raw) > limit:
+                raise too_large
             try:
                 # parsed as Nuclio parses a JSON body (NaN, 1e999 and long integers pass here and are
                 # refused by _check_values), so serve and the Nuclio function give the same answers
-                body = json.loads(bytes(body).decode("utf-8"), object_pairs_hook=_unique_keys)
+                body = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
             except UnicodeDecodeError:
                 raise RequestError(400, "malformed_json", "the request body is not UTF-8 JSON") from None
             except RecursionError:
@@ -491,7 +509,7 @@ def build_service_from_env(env: Mapping[str, str] | None = None, *,
     except InvalidInputError as error:
         errors.append(str(error))
 
-    def read_task(task: dict[str, Any], fps: float) -> FrameSource:
+    def read_task(task: dict[str, Any], fps: float) -> TaskFrames:
         return TaskFrames(connect_from_env(env), task["id"], task.get("frame_start"), task.get("frame_stop"),
                           task.get("frame_step"), fps=fps,
                           numbers=parse_ranges(task["frames"]) if "frames" in task else None)
