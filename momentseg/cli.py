@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,6 +13,11 @@ from momentseg.arguments import port, positive_float
 from momentseg.devices import check_device, default_device
 from momentseg.errors import MomentSegError, plain_reason
 from momentseg.options import add_option_flags, options_from_args
+
+if TYPE_CHECKING:  # imported where used, so that the CLI starts fast
+    from tqdm import tqdm
+
+    from momentseg.cvat.task import Runner
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,7 +46,8 @@ def _run_demo(args: argparse.Namespace) -> int:
         "frames": args.frames,
         "center_frame": center,
         "keyframes": {name: SAMPLERS[name](similarity, args.keyframes).tolist() for name in SAMPLERS},
-        "moment": {"start_frame": start, "end_frame": end, **dict(zip(("start_sec", "end_sec"), moment_seconds(start, end, args.fps)))},
+        "moment": {"start_frame": start, "end_frame": end,
+                   **dict(zip(("start_sec", "end_sec"), moment_seconds(start, end, args.fps), strict=True))},
     }
     print(f"frames {args.frames}, moment centre c* = {center}")
     print(f"moment: frames {start}-{end} ({result['moment']['start_sec']:.2f}s-{result['moment']['end_sec']:.2f}s)")
@@ -53,7 +60,7 @@ class _StageBars:
     """One tqdm bar per pipeline stage, on a terminal only (piped stderr keeps just the messages)."""
 
     def __init__(self) -> None:
-        self.bars = {}
+        self.bars: dict[str, tqdm] = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         from tqdm import tqdm
@@ -249,7 +256,7 @@ def _cvat_client(args: argparse.Namespace):
     if args.credentials_file:
         env["CVAT_CREDENTIALS_FILE"] = args.credentials_file
     credentials = credentials_from_env(env)
-    host = args.host or credentials.pop("host")
+    host = args.host or credentials.pop("host") or ""
     credentials.pop("host", None)
     if args.auth:
         password = credentials["password"]
@@ -268,7 +275,7 @@ def _runner(args: argparse.Namespace, client):
     from momentseg.model.checkpoint import load_checkpoint
     from momentseg.pipeline import MomentSegPipeline
 
-    loaded = []
+    loaded: list[Runner] = []
 
     def run(selection, prompt, anchors):
         # loaded once the task and its labels passed their checks: a typo fails in seconds, not after a model load
@@ -345,9 +352,10 @@ def _run_cvat_refine(args: argparse.Namespace) -> int:
 def _run_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from momentseg.export import export
+    from momentseg.export import ExportSet, export
     from momentseg.result import SegmentResult
 
+    result: ExportSet | SegmentResult
     if args.task is not None:
         from momentseg.cvat.export import task_export
 

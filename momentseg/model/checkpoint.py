@@ -3,11 +3,14 @@
 A checkpoint is a folder (or a hub id, fetched when the machine is online) holding ``config.json``,
 safetensors weights (one file, or shards named by ``model.safetensors.index.json``) and the tokenizer.
 
-| layout | config.json | Qwen2.5-VL keys | heads |
-|---|---|---|---|
-| ``official`` (MomentSeg release) | ``momentseg_chat``, 4.51 fields flattened | ``model.layers.*``, ``visual.*``, ``lm_head`` | ``text_hidden_fcs``, ``find_hidden_fcs`` (ReLU), ``img_hidden_fcs`` |
-| ``sa2va`` (Sa2VA-Qwen2.5-VL) | Qwen2.5-VL's | ``model.model.language_model.*``, ``model.model.visual.*``, ``model.lm_head`` | ``text_hidden_fcs`` |
-| ``momentseg`` (this project before the release) | Qwen2.5-VL's + ``momentseg`` section | as Sa2VA | ``text_hidden_fcs``, ``find_head`` (GELU) |
+Each layout's config.json; Qwen2.5-VL keys; heads:
+
+- ``official`` (MomentSeg release): ``momentseg_chat``, 4.51 fields flattened; ``model.layers.*``,
+  ``visual.*``, ``lm_head``; ``text_hidden_fcs``, ``find_hidden_fcs`` (ReLU), ``img_hidden_fcs``.
+- ``sa2va`` (Sa2VA-Qwen2.5-VL): Qwen2.5-VL's; ``model.model.language_model.*``, ``model.model.visual.*``,
+  ``model.lm_head``; ``text_hidden_fcs``.
+- ``momentseg`` (this project before the release): Qwen2.5-VL's + a ``momentseg`` section; keys as Sa2VA;
+  ``text_hidden_fcs``, ``find_head`` (GELU).
 
 All three keep SAM2 under ``grounding_encoder.sam2_model.`` with ``.g_weight`` for sam2's ``.gamma``; the
 SAM2 size and version are read from the weight shapes (:mod:`momentseg.model.sam2_config`).
@@ -25,6 +28,7 @@ import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 from accelerate import init_empty_weights
@@ -45,6 +49,7 @@ from momentseg.model.official import (
     qwen_config_from_official,
 )
 from momentseg.model.prompts import FIND_TOKEN, SEG_TOKEN
+from momentseg.model.qwen_config import text_config
 from momentseg.model.sam2_config import Sam2Variant, Sam2VariantError, infer_sam2_variant
 from momentseg.model.sam2_tracker import MomentSAM2VideoPredictor, build_predictor
 
@@ -174,7 +179,7 @@ class MomentSegModel:
 
     def parts(self) -> dict[str, nn.Module]:
         """The modules by part name, as the checkpoint layouts name them."""
-        parts = {LMM: self.lmm.model, SAM2: self.predictor, SEG: self.seg_projector, FIND: self.find_head,
+        parts: dict[str, nn.Module | None] = {LMM: self.lmm.model, SAM2: self.predictor, SEG: self.seg_projector, FIND: self.find_head,
                  IMAGE: self.image_projector}
         return {name: module for name, module in parts.items() if module is not None}
 
@@ -225,7 +230,7 @@ def _shard_names(folder: Path) -> dict[str, list[str] | None]:
     if not isinstance(weight_map, dict) or not weight_map or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
         raise CheckpointError(f"'{index_path}' has no weight_map of key → shard file name")
-    shards: dict[str, list[str] | None] = defaultdict(list)
+    shards: dict[str, list[str]] = defaultdict(list)
     for key, name in weight_map.items():
         # a shard is a file in this folder: a path, '..' or a drive never is, and is never opened
         if Path(name).name != name or name in (".", "..") or "\\" in name:
@@ -332,11 +337,11 @@ def load_tokenizer(plan: CheckpointPlan):
         tokenizer = AutoTokenizer.from_pretrained(plan.folder, local_files_only=True, config=plan.qwen_config)
     except (OSError, ValueError, TypeError) as error:
         raise CheckpointError(f"'{plan.folder}' has no readable tokenizer: {error}") from error
-    rows = plan.qwen_config.text_config.vocab_size
-    needed = [SEG_TOKEN] + ([FIND_TOKEN] if FIND in plan.layout.required else [])
+    rows = text_config(plan.qwen_config).vocab_size
+    needed = [SEG_TOKEN, *([FIND_TOKEN] if FIND in plan.layout.required else [])]
     for token in needed:
         token_id = tokenizer.convert_tokens_to_ids(token)
-        if token_id is None or token_id == tokenizer.unk_token_id:
+        if not isinstance(token_id, int) or token_id == tokenizer.unk_token_id:  # one token, one id
             reason = " but the checkpoint has a [FIND] head" if token == FIND_TOKEN else ""
             raise CheckpointError(f"the tokenizer in '{plan.folder}' has no {token} token{reason}")
         if token_id >= rows:
@@ -350,7 +355,7 @@ def _build_empty(plan: CheckpointPlan) -> dict[str, nn.Module]:
     The language model's shapes are checked first with its buffers on the meta device too: buffers
     are sized by the config, so a config that contradicts its weights (``hidden_size`` 10⁹) is refused
     before anything it sizes is allocated."""
-    text = plan.qwen_config.text_config
+    text = text_config(plan.qwen_config)
     embedding = plan.parts.get(LMM, {}).get(EMBEDDING_KEY)
     if embedding is None:
         raise CheckpointError(f"'{plan.folder}' has no token embedding ({plan.layout.disk_key(LMM, EMBEDDING_KEY)})")
@@ -364,7 +369,7 @@ def _build_empty(plan: CheckpointPlan) -> dict[str, nn.Module]:
     except (RuntimeError, ValueError) as error:  # sizes that overflow even on the meta device
         raise CheckpointError(f"config.json's sizes cannot be built: {error}") from None
     _check_keys(plan, {LMM: language_model})
-    hidden = plan.qwen_config.text_config.hidden_size
+    hidden = text.hidden_size
     with init_empty_weights(include_buffers=False):
         modules: dict[str, nn.Module] = {
             LMM: Qwen2_5_VLForConditionalGeneration(plan.qwen_config),
@@ -374,7 +379,9 @@ def _build_empty(plan: CheckpointPlan) -> dict[str, nn.Module]:
         if FIND in plan.layout.required:
             out_weight = plan.parts.get(FIND, {}).get("2.weight")
             out_dim = plan.tensors[out_weight].shape[0] if out_weight else SAM2_PROMPT_DIM
-            modules[FIND] = FindHead(hidden, out_dim, activation=plan.layout.find_activation)
+            activation = plan.layout.find_activation
+            assert activation is not None, "a layout with a [FIND] head names its activation"
+            modules[FIND] = FindHead(hidden, out_dim, activation=activation)
         if IMAGE in plan.layout.required:
             modules[IMAGE] = SegProjector(hidden)
     return modules
@@ -466,8 +473,12 @@ def load_checkpoint(checkpoint: str | Path, device: str | torch.device | None = 
         checkpoint=str(checkpoint), layout=plan.layout.name, heads=plan.heads, sam2_config=plan.sam2.config,
         sam2_image_size=plan.sam2.image_size, sam2_trunk=plan.sam2.trunk, dtype=str(dtype).removeprefix("torch."),
     )
-    lmm = QwenLMM(modules[LMM], build_processor(tokenizer), system_prompt=system_prompt)
-    return MomentSegModel(lmm, modules[SEG], modules.get(FIND), modules[SAM2], info, modules.get(IMAGE))
+    # each part is of the class _build_empty made it of
+    lmm = QwenLMM(cast(Qwen2_5_VLForConditionalGeneration, modules[LMM]), build_processor(tokenizer),
+                  system_prompt=system_prompt)
+    return MomentSegModel(lmm, cast(SegProjector, modules[SEG]), cast("FindHead | None", modules.get(FIND)),
+                          cast(MomentSAM2VideoPredictor, modules[SAM2]), info,
+                          cast("SegProjector | None", modules.get(IMAGE)))
 
 
 def save_checkpoint(model: MomentSegModel, folder: str | Path, layout: str | None = None) -> Path:
@@ -531,7 +542,7 @@ def describe_checkpoint(checkpoint: str | Path) -> dict:
         "parameters": {**dict(counts), "total": total},
         "dtype_on_disk": dict(dtypes),
         "special_tokens": special,
-        "vocab_size": plan.qwen_config.text_config.vocab_size,
+        "vocab_size": text_config(plan.qwen_config).vocab_size,
         "memory_gb": {name: round(((total - sam2_params) * torch.finfo(d).bits // 8 + sam2_params * 4) / 1e9, 2)
                       for name, d in DTYPES.items()},
         "will_run": run,
