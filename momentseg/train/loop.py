@@ -12,6 +12,7 @@ import math
 import shutil
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +21,8 @@ import torch
 import yaml
 
 from momentseg.data import load_entries, parse_data_spec
-from momentseg.devices import default_device
 from momentseg.data.entries import DataError
+from momentseg.devices import default_device
 from momentseg.errors import plain_reason
 from momentseg.train.config import TrainConfig
 from momentseg.train.samples import PreparedSample, SampleBuilder
@@ -80,7 +81,7 @@ def _failure_on_any_rank(sample, accelerator) -> str | None:
     return f"rank {failed[0][0]}: {failed[0][1]}" if failed else None
 
 
-def _rank_checksums(parameters: list[torch.Tensor], accelerator) -> list[float]:
+def _rank_checksums(parameters: Sequence[torch.Tensor], accelerator) -> list[float]:
     """Σ of every trainable value, from each rank: DDP keeps them equal, so a difference is a desync."""
     from accelerate.utils import gather_object
 
@@ -115,7 +116,7 @@ def _summarise(sums: dict[str, torch.Tensor], accelerator) -> dict[str, float | 
     """Mean of each loss over the micro-steps (and processes) where it occurred; None where it never did."""
     stacked = torch.stack([sums[n] for n in LOSS_NAMES])  # [4, 2]: (sum, count)
     total = accelerator.reduce(stacked.to(accelerator.device), reduction="sum").cpu()
-    return {n: (round(float(s / c), 6) if c > 0 else None) for n, (s, c) in zip(LOSS_NAMES, total.tolist())}
+    return {n: (round(float(s / c), 6) if c > 0 else None) for n, (s, c) in zip(LOSS_NAMES, total.tolist(), strict=True)}
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path | None:

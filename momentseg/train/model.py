@@ -10,6 +10,7 @@ import logging
 
 import torch
 from torch import nn
+from transformers import Qwen2_5_VLForConditionalGeneration
 
 from momentseg.data.entries import DataError
 from momentseg.grounding import find_matching_loss, frame_query_similarity
@@ -26,17 +27,30 @@ LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_p
 log = logging.getLogger(__name__)
 
 
-def untie_output_embeddings(qwen: nn.Module) -> bool:
+def _layer(module: nn.Module | None) -> nn.Embedding | nn.Linear:
+    """An input embedding or an LM head, as transformers returns them untyped."""
+    if not isinstance(module, (nn.Embedding, nn.Linear)):
+        raise TypeError(f"an embedding or a linear layer was expected, got {type(module).__name__}")
+    return module
+
+
+def _matrix(module: nn.Module | None) -> torch.Tensor:
+    """The weight of an input embedding or an LM head."""
+    return _layer(module).weight
+
+
+def untie_output_embeddings(qwen: Qwen2_5_VLForConditionalGeneration) -> bool:
     """Give the LM head its own copy of a tied input embedding (the official checkpoints keep them apart:
     ``tie_word_embeddings`` false, the 3B's ``lm_head`` cloned at conversion). Tied, the trained [SEG] and
     [FIND] rows of one would overwrite the other's and the checkpoint could not be saved. True if it untied."""
-    tied = qwen.config.tie_word_embeddings or getattr(qwen.config.get_text_config(), "tie_word_embeddings", False)
+    tied = bool(qwen.config.tie_word_embeddings
+                or getattr(qwen.config.get_text_config(), "tie_word_embeddings", False))
     output, embedding = qwen.get_output_embeddings(), qwen.get_input_embeddings()
-    shared = output.weight.data_ptr() == embedding.weight.data_ptr()
+    shared = _matrix(output).data_ptr() == _matrix(embedding).data_ptr()
     for config in {id(c): c for c in (qwen.config, qwen.config.get_text_config())}.values():
         config.tie_word_embeddings = False
     if shared:
-        output.weight = nn.Parameter(embedding.weight.detach().clone(), requires_grad=output.weight.requires_grad)
+        output.weight = nn.Parameter(_matrix(embedding).detach().clone(), requires_grad=_matrix(output).requires_grad)
     if tied or shared:
         log.warning("the base model ties its LM head to its input embedding: training unties them (as the official "
                     "checkpoints are), so the [SEG] and [FIND] rows train in each and the checkpoint keeps both")
@@ -46,7 +60,9 @@ def untie_output_embeddings(qwen: nn.Module) -> bool:
 class SpecialRows(nn.Module):
     """A frozen embedding (or output projection) whose rows for a few special tokens are trainable."""
 
-    def __init__(self, base: nn.Module, token_ids: list[int]):
+    token_ids: torch.Tensor
+
+    def __init__(self, base: nn.Embedding | nn.Linear, token_ids: list[int]):
         super().__init__()
         self.base = base
         self.register_buffer("token_ids", torch.tensor(token_ids), persistent=False)
@@ -67,7 +83,7 @@ class SpecialRows(nn.Module):
         special = x @ self.rows.to(x.dtype).T  # output logits of the special tokens
         return out.index_copy(-1, self.token_ids, special)
 
-    def merged(self) -> nn.Module:
+    def merged(self) -> nn.Embedding | nn.Linear:
         with torch.no_grad():
             self.base.weight[self.token_ids] = self.rows.to(self.base.weight.dtype)
         return self.base
@@ -88,11 +104,11 @@ def add_find_token(model: MomentSegModel) -> MomentSegModel:
     tokenizer.add_tokens([FIND_TOKEN], special_tokens=True)
     qwen = model.lmm.model
     find_id = tokenizer.convert_tokens_to_ids(FIND_TOKEN)
-    rows = qwen.get_input_embeddings().weight.shape[0]
+    rows = _matrix(qwen.get_input_embeddings()).shape[0]
     if find_id >= rows:  # the official vocabulary has spare rows; a smaller one grows by the mean row
         qwen.resize_token_embeddings(find_id + 1, mean_resizing=False)
         with torch.no_grad():
-            for matrix in (qwen.get_input_embeddings().weight, qwen.get_output_embeddings().weight):
+            for matrix in (_matrix(qwen.get_input_embeddings()), _matrix(qwen.get_output_embeddings())):
                 matrix[rows:] = matrix[:rows].mean(0)
     head = FindHead(hidden).to(model.device, dtype)
     lmm = QwenLMM(qwen, model.lmm.processor, system_prompt=getattr(model.lmm, "system_prompt", None))
@@ -116,20 +132,20 @@ class TrainableMomentSeg(nn.Module):
         self.video_token_id = qwen.config.video_token_id
         for parameter in qwen.parameters():
             parameter.requires_grad_(False)
+        self.qwen: nn.Module = qwen  # LoRA goes into qwen's layers in place: it stays the inner model
         if parts.lora_rank > 0:
             config = LoraConfig(r=parts.lora_rank, lora_alpha=parts.lora_alpha, lora_dropout=parts.lora_dropout,
                                 target_modules=LORA_TARGETS)
             self.qwen = get_peft_model(qwen, config)
-            inner = self.qwen.base_model.model
-        else:
-            self.qwen = qwen
-            inner = qwen
+        inner = qwen
         special = [self.seg_id, self.find_id]
-        inner.set_input_embeddings(SpecialRows(inner.get_input_embeddings(), special))
-        inner.lm_head = SpecialRows(inner.lm_head, special)
+        inner.set_input_embeddings(SpecialRows(_layer(inner.get_input_embeddings()), special))
+        inner.set_output_embeddings(SpecialRows(_layer(inner.get_output_embeddings()), special))
         self.inner = inner
         if parts.gradient_checkpointing:  # recompute the LMM's activations in backward: memory for time
             inner.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        if model.find_head is None:
+            raise DataError("the model has no [FIND] head to train (add_find_token gives it one)")
         self.seg_projector = model.seg_projector.requires_grad_(True)
         self.find_head = model.find_head.requires_grad_(True)
         self.predictor = model.predictor.requires_grad_(False)
@@ -162,7 +178,7 @@ class TrainableMomentSeg(nn.Module):
             _, features, _, sizes = predictor._prepare_backbone_features(backbone)
         count = images.shape[0]
         image_embedding = (features[-1] + predictor.no_mem_embed).permute(1, 2, 0).reshape(count, -1, *sizes[-1])
-        high_res = [f.permute(1, 2, 0).reshape(count, -1, *s) for f, s in zip(features[:-1], sizes[:-1])]
+        high_res = [f.permute(1, 2, 0).reshape(count, -1, *s) for f, s in zip(features[:-1], sizes[:-1], strict=True)]
         points = torch.zeros(count, 1, 2, device=images.device)
         labels = -torch.ones(count, 1, dtype=torch.int32, device=images.device)
         sparse, dense = predictor.sam_prompt_encoder(points=(points, labels), boxes=None, masks=None)
@@ -177,7 +193,7 @@ class TrainableMomentSeg(nn.Module):
 
     def forward(self, sample: PreparedSample) -> dict[str, torch.Tensor | None]:
         parts = self.parts
-        device = self.seg_projector[0].weight.device
+        device = next(self.seg_projector.parameters()).device
         inputs = {k: v.to(device) for k, v in sample.inputs.items()}
         hidden = self.inner.model(**inputs).last_hidden_state[0]
         ids = inputs["input_ids"][0]
@@ -190,9 +206,12 @@ class TrainableMomentSeg(nn.Module):
             frame_tokens = self.find_head(video.reshape(grid_t, -1, video.shape[-1])).mean(1)
             find = self.find_head(hidden[(ids == self.find_id).nonzero()[0, 0]])
             logits = frame_query_similarity(find, frame_tokens, parts.tau)
-            loss_find = find_matching_loss(logits, sample.find_targets.to(device), positive_weight=parts.positive_weight)
+            assert sample.find_targets is not None, "a TSG sample carries its find targets"
+            targets = sample.find_targets.to(device)
+            loss_find = find_matching_loss(logits, targets, positive_weight=parts.positive_weight)
         else:
             prompt = self.seg_projector(hidden[(ids == self.seg_id).nonzero()[0, 0]])
+            assert sample.sam_images is not None and sample.masks is not None, "a RefVOS sample carries its masks"
             logits = self.decode_masks(sample.sam_images.to(device), prompt.float())
             loss_mask = mask_loss(logits, sample.masks.to(device), bce_weight=parts.mask_bce_weight,
                                   dice_weight=parts.mask_dice_weight, num_points=parts.mask_points)
@@ -206,9 +225,15 @@ class TrainableMomentSeg(nn.Module):
     def merged_model(self) -> MomentSegModel:
         """The trained MomentSegModel: LoRA merged into the text layers, special rows written back."""
         inner = self.inner
-        inner.set_input_embeddings(inner.get_input_embeddings().merged())
-        inner.lm_head = inner.lm_head.merged()
-        qwen = self.qwen.merge_and_unload() if self.qwen is not inner else inner
+        from peft import PeftModel
+
+        input_rows, output_rows = inner.get_input_embeddings(), inner.get_output_embeddings()
+        assert isinstance(input_rows, SpecialRows) and isinstance(output_rows, SpecialRows), "set in __init__"
+        inner.set_input_embeddings(input_rows.merged())
+        inner.set_output_embeddings(output_rows.merged())
+        if isinstance(self.qwen, PeftModel):
+            self.qwen.merge_and_unload()  # into inner's own layers, in place
+        qwen = inner
         qwen.eval()
         base = self.base
         lmm = QwenLMM(qwen, base.lmm.processor, system_prompt=getattr(base.lmm, "system_prompt", None))
