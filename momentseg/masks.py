@@ -49,7 +49,7 @@ def to_cvat_rle(mask) -> list[float]:
     runs = np.diff(edges).tolist()
     if flat[0]:
         runs.insert(0, 0)
-    return runs + [left, top, right, bottom]
+    return [*runs, left, top, right, bottom]
 
 
 def from_cvat_rle(points, width: int, height: int) -> np.ndarray:

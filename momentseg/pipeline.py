@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import time
 import unicodedata
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -29,9 +29,9 @@ from momentseg.masks import mask_to_polygons, to_cvat_rle
 from momentseg.model.checkpoint import MomentSegModel
 from momentseg.model.prompts import RESERVED_TOKENS
 from momentseg.model.sam2_tracker import DecodedMask, Sam2Tracker
+from momentseg.options import SegmentOptions
 from momentseg.propagation import SCORES, Anchor, BAPOptions, BidirectionalAnchorPropagation, PropagatedFrame
 from momentseg.result import Moment, SegmentResult, Shape, Track
-from momentseg.options import SegmentOptions
 from momentseg.sampling import SAMPLERS, default_window, moment_center, moment_centric_sampling, smooth_similarity
 from momentseg.video import FrameSource, as_store
 
