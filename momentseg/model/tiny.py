@@ -12,6 +12,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig
 
 from momentseg.model.prompts import FIND_TOKEN, SEG_TOKEN
+from momentseg.model.qwen_config import text_config
 
 QWEN_SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -19,7 +20,7 @@ QWEN_SPECIAL_TOKENS = [
 ]
 # the tokens the official models add (configs/momentseg-*.py special_tokens)
 OFFICIAL_ADDED_TOKENS = [SEG_TOKEN, FIND_TOKEN, "<p>", "</p>"]
-TINY_WORDS = (
+TINY_WORDS = (  # noqa: SIM905 (a word list reads best as text)
     "system user assistant you are a helpful it is this low-resolution video can find the key frames range "
     "of text query in segment man who picks up phone and walks away dog cat car person red blue moving "
     "jumps over fence left right green yellow white purple orange square circle triangle star shape object "
@@ -60,7 +61,8 @@ def tiny_qwen_config(tokenizer, hidden_size: int = 64, vocab_size: int | None = 
     """Qwen2.5-VL geometry shrunk: by default 2 text layers of width 64, a 2-block vision tower of width 32
     (the official tiny reference's sizes); ``vocab_size`` embedding rows (default: one per token)."""
     ids = tokenizer.convert_tokens_to_ids
-    return Qwen2_5_VLConfig(
+    # initializer_range is no declared field of the composite config, which keeps it for the weight init
+    return Qwen2_5_VLConfig(  # type: ignore[call-arg]
         text_config=dict(
             vocab_size=vocab_size or len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
             num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
@@ -105,19 +107,22 @@ def build_tiny_model(layout: str = "momentseg", seed: int = 0, sam2_image_size: 
     torch.manual_seed(seed)
     official = layout == "official"
     with_find = layout != "sa2va"
-    tokenizer = build_tiny_tokenizer(added_tokens=OFFICIAL_ADDED_TOKENS) if official else build_tiny_tokenizer(with_find=with_find)
+    tokenizer = (build_tiny_tokenizer(added_tokens=OFFICIAL_ADDED_TOKENS) if official
+                 else build_tiny_tokenizer(with_find=with_find))
     config = tiny_qwen_config(tokenizer, hidden_size, OFFICIAL_TINY_VOCAB_ROWS if official else None, layers,
                               initializer_range)
     qwen = Qwen2_5_VLForConditionalGeneration(config).eval()
     predictor = build_predictor(sam2_config, sam2_image_size, "cpu")
     with torch.no_grad():
         predictor.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(TINY_OBJECT_SCORE_BIAS)
-    hidden = config.text_config.hidden_size
+    hidden = text_config(config).hidden_size
     seg_projector = SegProjector(hidden).eval()
     if seg_prompt_std is not None:
+        first, second = seg_projector[0], seg_projector[2]
+        assert isinstance(first, nn.Linear) and isinstance(second, nn.Linear), "SegProjector: Linear, ReLU, Linear"
         with torch.no_grad():  # h (RMS-normed, ≈ 1 per dim) → ≈ 1 → ReLU → ≈ seg_prompt_std per dim
-            seg_projector[0].weight.normal_(0, hidden ** -0.5)
-            seg_projector[2].weight.normal_(0, seg_prompt_std * (2 / hidden) ** 0.5)
+            first.weight.normal_(0, hidden ** -0.5)
+            second.weight.normal_(0, seg_prompt_std * (2 / hidden) ** 0.5)
     find_head = FindHead(hidden, activation=nn.ReLU if official else nn.GELU).eval() if with_find else None
     trunk = sam2_config.rsplit("/", 1)[-1].removeprefix("sam2_").removesuffix(".yaml")
     info = ModelInfo("tiny", layout, ("seg", "find") if with_find else ("seg",), sam2_config, sam2_image_size, trunk)
