@@ -87,7 +87,11 @@ def main() -> None:
 
     log = [json.loads(line) for line in (out / "train" / "train_log.jsonl").read_text().splitlines()]
     first, last = log[: max(len(log) // 10, 1)], log[-max(len(log) // 10, 1):]
-    mean = lambda rows, key: sum(r[key] for r in rows if r[key] is not None) / max(1, sum(r[key] is not None for r in rows))  # noqa: E731
+
+    def mean(rows, key):
+        values = [r[key] for r in rows if r[key] is not None]
+        return sum(values) / max(1, len(values))
+
     print(f"training: {len(log)} steps in {train_seconds:.0f} s on {os.cpu_count()} CPU cores "
           f"({train_seconds / len(log):.2f} s/step); evaluation of {args.test_clips} clips: {eval_seconds:.0f} s")
     for key in ("loss", "loss_text", "loss_find", "loss_mask"):

@@ -20,7 +20,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, cast
 
@@ -295,11 +295,12 @@ def protected_app(routes: Sequence[BaseRoute], settings: ServeSettings, *,
         return json_error(500, "internal_error", f"internal error ({type(error).__name__}); the server's log has "
                           "the details")
 
+    # Starlette calls each handler with its own exception class (its annotation names only Exception)
+    handlers: dict[type[Exception], Callable[..., Awaitable[JSONResponse]]] = {
+        HTTPException: http_exception, HTTPError: refusal, Exception: internal}
     app = Starlette(
         routes=list(routes),
-        # Starlette calls each handler with its own exception class; its annotation names only Exception
-        exception_handlers={HTTPException: http_exception, HTTPError: refusal,  # type: ignore[dict-item]
-                            Exception: internal},
+        exception_handlers=handlers,
         middleware=[Middleware(_Admission, settings=settings)],
     )
     app.router.redirect_slashes = False
