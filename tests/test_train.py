@@ -266,3 +266,28 @@ def test_mrope_positions_of_a_sample_mixing_a_video_and_an_image():
     assert positions[0, 11:15].tolist() == [6, 6, 6, 6]  # an image has one temporal id
     assert positions[1, 11:15].tolist() == [6, 6, 7, 7] and positions[2, 11:15].tolist() == [6, 7, 6, 7]
     assert positions[:, 15].tolist() == [8, 8, 8]
+
+
+def test_grouped_expressions_give_one_optimizer_step_every_object_of_a_clip(synth, sa2va_checkpoint):
+    from momentseg.data import load_entries, parse_data_spec
+    from momentseg.model.checkpoint import load_checkpoint
+    from momentseg.train.loop import MixtureOfDatasets
+    from momentseg.train.samples import SampleBuilder
+
+    entries = load_entries(parse_data_spec(f"mevis={synth / 'mevis'}"))
+    objects = {e.video_id: {x.expression for x in entries if x.video_id == e.video_id} for e in entries}
+    assert min(len(names) for names in objects.values()) == 2  # a target and a distractor per clip
+    config = TrainConfig(**SMALL)
+    builder = SampleBuilder.for_model(load_checkpoint(str(sa2va_checkpoint), device="cpu"), config.recipe())
+    grouped = MixtureOfDatasets([(entries, 1.0)], builder, seed=0, rank=0, group=2)
+    for step in range(0, 16, 2):
+        first, second = grouped[step], grouped[step + 1]
+        video = first.name.split("/")[0]
+        assert second.name.split("/")[0] == video and second.name != first.name
+        assert first.kind == second.kind
+        if first.kind == "refvos":  # the same keyframes, so only the sentence tells the two samples apart
+            assert torch.equal(first.sam_images, second.sam_images)
+            assert not torch.equal(first.masks, second.masks)
+    single = MixtureOfDatasets([(entries, 1.0)], builder, seed=0, rank=0)
+    pairs = [(single[s].name.split("/")[0], single[s + 1].name.split("/")[0]) for s in range(0, 16, 2)]
+    assert any(a != b for a, b in pairs)  # ungrouped, consecutive micro-steps draw clips independently

@@ -71,6 +71,9 @@ class TrainConfig(SampleRecipe, TrainableParts):
     max_grad_norm: float = 1.0
     mixed_precision: str = "auto"
     seed: int = 0
+    # the micro-steps of one optimizer step draw expressions of one clip (its objects in turn, same keyframes),
+    # so a model that ignores the sentence cannot lower the mask loss of the step
+    group_expressions: bool = False
     save_every: int = 500
     keep_checkpoints: int = 2
     num_workers: int = 2

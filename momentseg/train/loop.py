@@ -39,30 +39,47 @@ class SampleFailure:
 
 
 class MixtureOfDatasets(torch.utils.data.Dataset):
-    """Indexed by micro-step: picks a dataset by its weight, then an entry, with a per-(rank, step) RNG."""
+    """Indexed by micro-step: picks a dataset by its weight, then an entry, with a per-(rank, step) RNG.
 
-    def __init__(self, datasets: list[tuple[list, float]], builder: SampleBuilder, seed: int, rank: int):
+    With ``group`` > 1, the ``group`` consecutive micro-steps of one optimizer step share that draw and its
+    RNG (so the same keyframes) and take the clip's expressions in turn, starting from the drawn one."""
+
+    def __init__(self, datasets: list[tuple[list, float]], builder: SampleBuilder, seed: int, rank: int,
+                 group: int = 1):
         self.datasets = [entries for entries, _ in datasets]
         weights = np.array([w for _, w in datasets], float)
         self.weights = weights / weights.sum()
         self.builder = builder
         self.seed = seed
         self.rank = rank
+        self.group = group
+        self.siblings = [_siblings(entries) for entries in self.datasets]
 
     def __len__(self) -> int:
         return 2**62
 
     def __getitem__(self, step: int) -> PreparedSample | SampleFailure:
-        rng = np.random.default_rng([self.seed, self.rank, step])
-        entries = self.datasets[rng.choice(len(self.datasets), p=self.weights)]
-        entry = entries[rng.integers(len(entries))]
+        rng = np.random.default_rng([self.seed, self.rank, step // self.group if self.group > 1 else step])
+        dataset = rng.choice(len(self.datasets), p=self.weights)
+        index = int(rng.integers(len(self.datasets[dataset])))
+        if self.group > 1:
+            clip = self.siblings[dataset][index]
+            index = clip[(clip.index(index) + step % self.group) % len(clip)]
         try:
-            return self.builder.build(entry, rng)
+            return self.builder.build(self.datasets[dataset][index], rng)
         except DataError as error:
             return SampleFailure(str(error))
         except (OSError, ValueError) as error:  # an unreadable or damaged frame or mask file
             name = getattr(entry, "name", None) or getattr(entry, "video_id", "a sample")
             return SampleFailure(f"{name}: {plain_reason(error)}")
+
+
+def _siblings(entries: list) -> list[list[int]]:
+    """For each entry, the indices of the entries of the same video (itself included), in order."""
+    by_video: dict[str, list[int]] = {}
+    for index, entry in enumerate(entries):
+        by_video.setdefault(entry.video_id, []).append(index)
+    return [by_video[entry.video_id] for entry in entries]
 
 
 def _identity(sample):
@@ -173,7 +190,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     wrapped.train()
     module.predictor.eval()  # SAM2 has no dropout to train with; keep its batch-independent behaviour
 
-    mixture = MixtureOfDatasets(datasets, builder, config.seed, accelerator.process_index)
+    mixture = MixtureOfDatasets(datasets, builder, config.seed, accelerator.process_index,
+                                micro_steps if config.group_expressions else 1)
     loader = torch.utils.data.DataLoader(
         mixture, sampler=range(start_step * micro_steps, config.max_steps * micro_steps), batch_size=None,
         collate_fn=_identity, num_workers=config.num_workers,
