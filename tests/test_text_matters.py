@@ -5,6 +5,7 @@ scored against the untrained base and against itself prompted with the other squ
 
 import numpy as np
 import pytest
+import torch
 
 from momentseg.cli import main
 from momentseg.data.synthetic import BACKGROUND, COLOURS, Clip, Referent, draw, write_split
@@ -55,7 +56,16 @@ def held_out_j(checkpoint, mevis, out) -> dict:
     return {"J": summary["J"] / 100, "J other": summary["text check"]["J other object's expression"] / 100}
 
 
-def test_training_makes_the_sentence_pick_the_square(squares, tmp_path):
+@pytest.fixture
+def one_thread():
+    """On a shared, loaded machine two OpenMP threads spin against each other: a step takes 3 s instead of 0.4 s."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_training_makes_the_sentence_pick_the_square(squares, tmp_path, one_thread):
     # the shipped model's base (bench/train_demo.py): text layers of std 0.3, [SEG] projection at SAM2's scale
     base = write_tiny_checkpoint(tmp_path / "base", "sa2va", sam2_config=MINI_SAM2_CONFIG, initializer_range=0.3,
                                  seg_prompt_std=1.0)
