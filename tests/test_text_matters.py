@@ -37,7 +37,7 @@ def squares_moving_apart(rng: np.random.Generator, name: str) -> Clip:
             draw(mask, "square", 1, centre, RADIUS)
             masks[index].append(mask.astype(bool))
         frames.append(frame)
-    return Clip(name, frames, [Referent(f"the {colour} square", m) for colour, m in zip(colours, masks)])
+    return Clip(name, frames, [Referent(f"the {colour} square", m) for colour, m in zip(colours, masks, strict=True)])
 
 
 @pytest.fixture(scope="module")

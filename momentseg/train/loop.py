@@ -65,8 +65,9 @@ class MixtureOfDatasets(torch.utils.data.Dataset):
         if self.group > 1:
             clip = self.siblings[dataset][index]
             index = clip[(clip.index(index) + step % self.group) % len(clip)]
+        entry = self.datasets[dataset][index]
         try:
-            return self.builder.build(self.datasets[dataset][index], rng)
+            return self.builder.build(entry, rng)
         except DataError as error:
             return SampleFailure(str(error))
         except (OSError, ValueError) as error:  # an unreadable or damaged frame or mask file
