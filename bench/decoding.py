@@ -61,10 +61,12 @@ def run_sweeps(path, count, cache_bytes):
     center = count // 2
     with open_video(path, cache_bytes=cache_bytes) as store:
         tsg = np.unique(np.linspace(0, count - 1, min(count, 100)).round().astype(int))
-        row = {"tsg": timed(tsg, store.__getitem__),
-               "run_forward": timed(range(center, count), store.__getitem__),
-               "run_backward": timed(range(center - 1, -1, -1), store.__getitem__),
-               "overlay": timed(range(count), store.__getitem__)}
+        row = {
+            "tsg": timed(tsg, store.__getitem__),
+            "run_forward": timed(range(center, count), store.__getitem__),
+            "run_backward": timed(range(center - 1, -1, -1), store.__getitem__),
+            "overlay": timed(range(count), store.__getitem__),
+        }
         row["decodes_per_frame"] = store.decodes / count
         assert store.source.decodes == store.decodes  # the codec's own count agrees: nothing seeks
         row["spill_mb"] = store.spill_bytes / 2**20
@@ -118,34 +120,47 @@ def main():
         path = Path(folder) / "clip.mp4"
         start = time.perf_counter()
         write_long_gop_h264(path, args.frames, height, width, args.gop)
-        print(f"{args.frames} frames {width}x{height} H.264, GOP {args.gop}: encoded in "
-              f"{time.perf_counter() - start:.1f}s, {path.stat().st_size / 2**20:.1f} MiB")
+        print(
+            f"{args.frames} frames {width}x{height} H.264, GOP {args.gop}: encoded in "
+            f"{time.perf_counter() - start:.1f}s, {path.stat().st_size / 2**20:.1f} MiB"
+        )
         with av.open(str(path)) as container:
             keyframes = sum(packet.is_keyframe for packet in container.demux(container.streams.video[0]))
         print(f"keyframes in the file: {keyframes}\n")
         frame_bytes = height * width * 3
         print("a run's order (TSG pass, forward from c*, backward from c*, overlay), ms per frame read:")
-        print(f"{'cache':>12} {'decodes/frame':>14} {'TSG':>7} {'forward':>8} {'backward':>9} {'overlay':>8} "
-              f"{'spill MiB':>10}")
+        print(
+            f"{'cache':>12} {'decodes/frame':>14} {'TSG':>7} {'forward':>8} {'backward':>9} {'overlay':>8} "
+            f"{'spill MiB':>10}"
+        )
         rows = {}
-        for label, cache in (("whole clip", args.frames * frame_bytes * 2),
-                             (f"{args.spill_cache_mb} MiB", args.spill_cache_mb << 20)):
+        for label, cache in (
+            ("whole clip", args.frames * frame_bytes * 2),
+            (f"{args.spill_cache_mb} MiB", args.spill_cache_mb << 20),
+        ):
             row = rows[label] = run_sweeps(path, args.frames, cache)
-            print(f"{label:>12} {row['decodes_per_frame']:>14.2f} {row['tsg']:>7.2f} {row['run_forward']:>8.2f} "
-                  f"{row['run_backward']:>9.2f} {row['overlay']:>8.2f} {row['spill_mb']:>10.1f}")
+            print(
+                f"{label:>12} {row['decodes_per_frame']:>14.2f} {row['tsg']:>7.2f} {row['run_forward']:>8.2f} "
+                f"{row['run_backward']:>9.2f} {row['overlay']:>8.2f} {row['spill_mb']:>10.1f}"
+            )
         print("\na fresh store swept front to back (decoding) then back to front, ms per frame:")
         print(f"{'cache':>12} {'decodes/frame':>14} {'forward':>8} {'backward':>9} {'bwd/fwd':>8}")
         for label, row in rows.items():
-            print(f"{label:>12} {row['sweep_decodes_per_frame']:>14.2f} {row['forward']:>8.2f} "
-                  f"{row['backward']:>9.2f} {row['backward'] / row['forward']:>8.2f}")
-        print(f"\nSAM2 input view (1024², normalised), backward sweep beside a {args.model_ms:.0f} ms stand-in "
-              f"model, {args.spill_cache_mb} MiB cache: host ms per frame in series with the model")
+            print(
+                f"{label:>12} {row['sweep_decodes_per_frame']:>14.2f} {row['forward']:>8.2f} "
+                f"{row['backward']:>9.2f} {row['backward'] / row['forward']:>8.2f}"
+            )
+        print(
+            f"\nSAM2 input view (1024², normalised), backward sweep beside a {args.model_ms:.0f} ms stand-in "
+            f"model, {args.spill_cache_mb} MiB cache: host ms per frame in series with the model"
+        )
         for prefetch in (0, 4):
             extra = host_time_beside_model(path, args.frames, args.spill_cache_mb << 20, args.model_ms, prefetch)
             print(f"  prefetch {prefetch}: {extra:.2f} ms")
         ms, decodes = seek_per_frame(path, args.frames)
-        print(f"\nfor contrast, seeking per frame backward inside a GOP: {ms:.1f} ms/frame, "
-              f"{decodes:.0f} decodes/frame")
+        print(
+            f"\nfor contrast, seeking per frame backward inside a GOP: {ms:.1f} ms/frame, {decodes:.0f} decodes/frame"
+        )
 
 
 if __name__ == "__main__":

@@ -32,23 +32,53 @@ def qwen_config(tokenizer, small=False):
     from transformers import Qwen2_5_VLConfig
 
     ids = tokenizer.convert_tokens_to_ids
-    text = dict(vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
-                num_attention_heads=16, num_key_value_heads=2, max_position_embeddings=128000,
-                rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]},
-                bos_token_id=None, eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>"),
-                tie_word_embeddings=False)
-    vision = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, patch_size=14,
-                  temporal_patch_size=2, spatial_merge_size=2, window_size=112, fullatt_block_indexes=[7, 15, 23, 31],
-                  out_hidden_size=2048, tokens_per_second=2)
+    text = dict(
+        vocab_size=151936,
+        hidden_size=2048,
+        intermediate_size=11008,
+        num_hidden_layers=36,
+        num_attention_heads=16,
+        num_key_value_heads=2,
+        max_position_embeddings=128000,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]},
+        bos_token_id=None,
+        eos_token_id=ids("<|im_end|>"),
+        pad_token_id=ids("<|endoftext|>"),
+        tie_word_embeddings=False,
+    )
+    vision = dict(
+        depth=32,
+        hidden_size=1280,
+        intermediate_size=3420,
+        num_heads=16,
+        patch_size=14,
+        temporal_patch_size=2,
+        spatial_merge_size=2,
+        window_size=112,
+        fullatt_block_indexes=[7, 15, 23, 31],
+        out_hidden_size=2048,
+        tokens_per_second=2,
+    )
     if small:
-        text.update(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                    num_attention_heads=4, rope_parameters={**text["rope_parameters"], "mrope_section": [4, 6, 6]})
-        vision.update(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, fullatt_block_indexes=[1],
-                      out_hidden_size=128)
+        text.update(
+            vocab_size=len(tokenizer),
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            rope_parameters={**text["rope_parameters"], "mrope_section": [4, 6, 6]},
+        )
+        vision.update(
+            depth=2, hidden_size=64, intermediate_size=128, num_heads=2, fullatt_block_indexes=[1], out_hidden_size=128
+        )
     return Qwen2_5_VLConfig(
-        text_config=text, vision_config=vision, tie_word_embeddings=False,
-        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+        text_config=text,
+        vision_config=vision,
+        tie_word_embeddings=False,
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
     )
 
 
@@ -72,10 +102,22 @@ def build_model(device, dtype, small=False):
     with torch.no_grad():
         predictor.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(OBJECT_SCORE_BIAS)
     hidden = config.text_config.hidden_size
-    info = ModelInfo("random (MomentSeg-3B geometry)" if not small else "random (small)", "momentseg",
-                     ("seg", "find"), sam2_config, image_size, trunk, str(dtype).removeprefix("torch."))
-    return MomentSegModel(QwenLMM(qwen, build_processor(tokenizer)), SegProjector(hidden).to(device, dtype).eval(),
-                          FindHead(hidden).to(device, dtype).eval(), predictor, info)
+    info = ModelInfo(
+        "random (MomentSeg-3B geometry)" if not small else "random (small)",
+        "momentseg",
+        ("seg", "find"),
+        sam2_config,
+        image_size,
+        trunk,
+        str(dtype).removeprefix("torch."),
+    )
+    return MomentSegModel(
+        QwenLMM(qwen, build_processor(tokenizer)),
+        SegProjector(hidden).to(device, dtype).eval(),
+        FindHead(hidden).to(device, dtype).eval(),
+        predictor,
+        info,
+    )
 
 
 class PeakMemory:
@@ -112,8 +154,9 @@ def main():
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     if cuda and not torch.cuda.is_available():
-        raise SystemExit("bench/gpu.py: no CUDA device here; run it with --device cpu --small for the scaled-down "
-                         "model")
+        raise SystemExit(
+            "bench/gpu.py: no CUDA device here; run it with --device cpu --small for the scaled-down model"
+        )
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as sam2's examples
     from momentseg.pipeline import MomentSegPipeline, SegmentOptions
@@ -127,8 +170,9 @@ def main():
     parameters = [p for part in model.parts().values() for p in part.parameters()]
     weights_gib = sum(p.numel() * p.element_size() for p in parameters) / 2**30
     name = torch.cuda.get_device_name(device) if cuda else "CPU"
-    print(f"device: {name}, LMM {dtype}, model built in {time.perf_counter() - start:.1f}s, "
-          f"weights {weights_gib:.2f} GiB")
+    print(
+        f"device: {name}, LMM {dtype}, model built in {time.perf_counter() - start:.1f}s, weights {weights_gib:.2f} GiB"
+    )
     sync = torch.cuda.synchronize if cuda else None
     # teacher-forced answers: a trained model says "It is [SEG]." in a few tokens; random weights would
     # generate max_new_tokens, which measures nothing the product does
@@ -153,9 +197,20 @@ def main():
                 clock.restore()
             print(f"\nrun {repeat}: {frames} frames {width}x{height}, {wall:.2f}s, {frames / wall:.2f} frames/s")
             outside = report(clock, wall, result.timings, [("decoder thread, overlapped (s)", f"{decoding[0]:.3f}")])
-            print(json.dumps({"run": repeat, "device": name, "frames": frames, "size": f"{height}x{width}",
-                              "total_s": round(wall, 3), "outside_models": round(outside, 4),
-                              "timings_s": result.timings, "peak_gpu_gib_by_stage": peaks.peaks}))
+            print(
+                json.dumps(
+                    {
+                        "run": repeat,
+                        "device": name,
+                        "frames": frames,
+                        "size": f"{height}x{width}",
+                        "total_s": round(wall, 3),
+                        "outside_models": round(outside, 4),
+                        "timings_s": result.timings,
+                        "peak_gpu_gib_by_stage": peaks.peaks,
+                    }
+                )
+            )
 
 
 if __name__ == "__main__":

@@ -39,13 +39,27 @@ def qwen_config(layers, tokenizer):
 
     ids = tokenizer.convert_tokens_to_ids
     return Qwen2_5_VLConfig(
-        text_config=dict(**TEXT, num_hidden_layers=layers, max_position_embeddings=32768, tie_word_embeddings=False,
-                         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]},
-                         eos_token_id=ids("<|im_end|>")),
-        vision_config=dict(**VISION, out_hidden_size=TEXT["hidden_size"], patch_size=14, temporal_patch_size=2,
-                           spatial_merge_size=2, window_size=112, tokens_per_second=2),
-        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+        text_config=dict(
+            **TEXT,
+            num_hidden_layers=layers,
+            max_position_embeddings=32768,
+            tie_word_embeddings=False,
+            rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]},
+            eos_token_id=ids("<|im_end|>"),
+        ),
+        vision_config=dict(
+            **VISION,
+            out_hidden_size=TEXT["hidden_size"],
+            patch_size=14,
+            temporal_patch_size=2,
+            spatial_merge_size=2,
+            window_size=112,
+            tokens_per_second=2,
+        ),
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
         tie_word_embeddings=False,
     )
 
@@ -62,10 +76,19 @@ def empty_shapes(config, layout):
 
     hidden = config.text_config.hidden_size
     with init_empty_weights(include_buffers=False):
-        parts = {ck.LMM: Qwen2_5_VLForConditionalGeneration(config), ck.SAM2: build_predictor(SAM2_CONFIG, 1024, "meta"),
-                 ck.SEG: SegProjector(hidden), ck.FIND: FindHead(hidden, activation=nn.ReLU), ck.IMAGE: SegProjector(hidden)}
-    return {layout.disk_key(part, key): tuple(t.shape) for part, module in parts.items() if part in layout.required
-            for key, t in module.state_dict().items()}
+        parts = {
+            ck.LMM: Qwen2_5_VLForConditionalGeneration(config),
+            ck.SAM2: build_predictor(SAM2_CONFIG, 1024, "meta"),
+            ck.SEG: SegProjector(hidden),
+            ck.FIND: FindHead(hidden, activation=nn.ReLU),
+            ck.IMAGE: SegProjector(hidden),
+        }
+    return {
+        layout.disk_key(part, key): tuple(t.shape)
+        for part, module in parts.items()
+        if part in layout.required
+        for key, t in module.state_dict().items()
+    }
 
 
 def write_checkpoint(folder, gb, layout_name, shard_gb=1.0):
@@ -96,8 +119,11 @@ def write_checkpoint(folder, gb, layout_name, shard_gb=1.0):
     weight_map = {}
     for number, keys in enumerate(shards, 1):
         name = f"model-{number:05d}-of-{len(shards):05d}.safetensors"
-        save_file({k: torch.empty(shapes[k], dtype=torch.bfloat16).uniform_(-0.02, 0.02) for k in keys},
-                  folder / name, metadata={"format": "pt"})
+        save_file(
+            {k: torch.empty(shapes[k], dtype=torch.bfloat16).uniform_(-0.02, 0.02) for k in keys},
+            folder / name,
+            metadata={"format": "pt"},
+        )
         weight_map.update(dict.fromkeys(keys, name))
     (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
     if layout.name == "official":
@@ -125,8 +151,12 @@ def measure(folder, dtype):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gb", type=float, default=2.5, help="checkpoint size to write (bfloat16)")
-    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"],
-                        help="dtype to load the LMM in (SAM2 always loads in float32)")
+    parser.add_argument(
+        "--dtype",
+        default="bfloat16",
+        choices=["bfloat16", "float16", "float32"],
+        help="dtype to load the LMM in (SAM2 always loads in float32)",
+    )
     parser.add_argument("--layout", default="official", choices=["official", "sa2va", "momentseg"])
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -137,14 +167,22 @@ def main():
         folder = Path(tmp)
         start = time.perf_counter()
         layers, file_bytes = write_checkpoint(folder, args.gb, args.layout)
-        print(f"wrote a {file_bytes / GB:.2f} GB bfloat16 {args.layout}-layout checkpoint ({layers} text layers, "
-              f"SAM2 2.0 Hiera-L) in {time.perf_counter() - start:.0f} s")
-        out = subprocess.run([sys.executable, __file__, "--measure", str(folder), "--dtype", args.dtype],
-                             check=True, capture_output=True, text=True).stdout
+        print(
+            f"wrote a {file_bytes / GB:.2f} GB bfloat16 {args.layout}-layout checkpoint ({layers} text layers, "
+            f"SAM2 2.0 Hiera-L) in {time.perf_counter() - start:.0f} s"
+        )
+        out = subprocess.run(
+            [sys.executable, __file__, "--measure", str(folder), "--dtype", args.dtype],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         figures = json.loads(out.strip().splitlines()[-1])
     above = figures["peak_bytes"] - figures["baseline_bytes"]
-    print(f"loaded in {args.dtype} in {figures['seconds']:.1f} s: weights in memory "
-          f"{figures['weight_bytes'] / GB:.2f} GB (SAM2 in float32), peak RSS above baseline {above / GB:.2f} GB")
+    print(
+        f"loaded in {args.dtype} in {figures['seconds']:.1f} s: weights in memory "
+        f"{figures['weight_bytes'] / GB:.2f} GB (SAM2 in float32), peak RSS above baseline {above / GB:.2f} GB"
+    )
     print(f"peak / weights in memory = {above / figures['weight_bytes']:.3f}  (goal ≤ 1.3)")
     print(f"peak / file = {above / file_bytes:.3f}")
 

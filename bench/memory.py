@@ -47,10 +47,13 @@ def run_one(frames, height, width, checkpoint, video_file=None):
     model = load_checkpoint(checkpoint, device="cpu")
     # teacher-forced "[SEG]": random weights would rarely say it, and then nothing would be propagated
     options = SegmentOptions(force_answer=True)
-    with (open_video(video_file) if video_file else as_store(SyntheticVideo(frames, height, width))) as store:
+    with open_video(video_file) if video_file else as_store(SyntheticVideo(frames, height, width)) as store:
         result = MomentSegPipeline(model).run(store, "the red ball", options)
-        row = {"frames": frames, "decodes_per_frame": round(store.decodes / frames, 2),
-               "spill_mb": round(store.spill_bytes / 2**20)}
+        row = {
+            "frames": frames,
+            "decodes_per_frame": round(store.decodes / frames, 2),
+            "spill_mb": round(store.spill_bytes / 2**20),
+        }
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({**row, "peak_rss_mb": round(peak_mb), "timings": result.timings}))
 
@@ -75,16 +78,38 @@ def main():
         checkpoint = write_tiny_checkpoint(Path(folder) / "checkpoint")
         print(f"{'frames':>7} {'peak RSS MB':>12} {'decodes/frame':>14} {'spill MB':>9}  stage timings (s)")
         for frames in args.frames:
-            command = [sys.executable, "-m", "bench.memory", "--one", "--frames", str(frames), "--size", args.size,
-                       "--checkpoint", str(checkpoint)]
+            command = [
+                sys.executable,
+                "-m",
+                "bench.memory",
+                "--one",
+                "--frames",
+                str(frames),
+                "--size",
+                args.size,
+                "--checkpoint",
+                str(checkpoint),
+            ]
             if args.h264:
                 video = write_long_gop_h264(Path(folder) / f"{frames}.mp4", frames, height, width, 250)
                 command += ["--video-file", str(video)]
-            out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=Path(__file__).parents[1],
-                                 env={"TQDM_DISABLE": "1", **os.environ}).stdout.strip().splitlines()[-1]
+            out = (
+                subprocess.run(
+                    command,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    cwd=Path(__file__).parents[1],
+                    env={"TQDM_DISABLE": "1", **os.environ},
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             row = json.loads(out)
-            print(f"{row['frames']:>7} {row['peak_rss_mb']:>12} {row['decodes_per_frame']:>14} {row['spill_mb']:>9}  "
-                  f"{json.dumps(row['timings'])}")
+            print(
+                f"{row['frames']:>7} {row['peak_rss_mb']:>12} {row['decodes_per_frame']:>14} {row['spill_mb']:>9}  "
+                f"{json.dumps(row['timings'])}"
+            )
 
 
 if __name__ == "__main__":

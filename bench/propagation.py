@@ -38,8 +38,11 @@ def write_jpeg_folder(folder, count, height, width):
     masks = []
     for index in range(count):
         frame = video[index]
-        cv2.imwrite(str(Path(folder) / f"{index:05d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
-                    [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(
+            str(Path(folder) / f"{index:05d}.jpg"),
+            cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+            [cv2.IMWRITE_JPEG_QUALITY, 95],
+        )
         masks.append(frame[..., 0] > 150)
     return masks
 
@@ -54,8 +57,13 @@ def build_pair(config, image_size):
     ours = build_predictor(config, image_size, "cpu")
     with torch.no_grad():
         ours.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(OBJECT_SCORE_BIAS)
-    bare = build_sam2_video_predictor(config, ckpt_path=None, device="cpu", apply_postprocessing=False,
-                                      hydra_overrides_extra=[f"++model.image_size={image_size}"])
+    bare = build_sam2_video_predictor(
+        config,
+        ckpt_path=None,
+        device="cpu",
+        apply_postprocessing=False,
+        hydra_overrides_extra=[f"++model.image_size={image_size}"],
+    )
     bare.load_state_dict(ours.state_dict())
     return ours.eval(), bare.eval()
 
@@ -103,10 +111,14 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     height, width = (int(v) for v in args.size.split("x"))
-    print(f"{args.frames} frames {width}x{height}, c* = {args.frames // 2}, torch threads {args.threads}, "
-          f"best of {args.repeats}")
-    print(f"{'config':>6} {'SAM2':>22} {'bare wall s':>11} {'ours wall s':>11} {'ratio':>6} "
-          f"{'bare CPU s':>10} {'ours CPU s':>10} {'ratio':>6} {'mask IoU':>8}")
+    print(
+        f"{args.frames} frames {width}x{height}, c* = {args.frames // 2}, torch threads {args.threads}, "
+        f"best of {args.repeats}"
+    )
+    print(
+        f"{'config':>6} {'SAM2':>22} {'bare wall s':>11} {'ours wall s':>11} {'ratio':>6} "
+        f"{'bare CPU s':>10} {'ours CPU s':>10} {'ratio':>6} {'mask IoU':>8}"
+    )
     with tempfile.TemporaryDirectory() as folder:
         truth = write_jpeg_folder(folder, args.frames, height, width)
         center = args.frames // 2
@@ -123,9 +135,11 @@ def main():
                     else:
                         agreement = np.mean([iou(masks[f], bare_masks[f]) for f in range(args.frames)])
             (bare_wall, bare_cpu), (ours_wall, ours_cpu) = best["bare"], best["ours"]
-            print(f"{name:>6} {Path(config).stem + f' @{image_size}':>22} {bare_wall:>11.2f} {ours_wall:>11.2f} "
-                  f"{ours_wall / bare_wall:>6.2f} {bare_cpu:>10.2f} {ours_cpu:>10.2f} {ours_cpu / bare_cpu:>6.2f} "
-                  f"{agreement:>8.3f}")
+            print(
+                f"{name:>6} {Path(config).stem + f' @{image_size}':>22} {bare_wall:>11.2f} {ours_wall:>11.2f} "
+                f"{ours_wall / bare_wall:>6.2f} {bare_cpu:>10.2f} {ours_cpu:>10.2f} {ours_cpu / bare_cpu:>6.2f} "
+                f"{agreement:>8.3f}"
+            )
 
 
 if __name__ == "__main__":

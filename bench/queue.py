@@ -46,8 +46,10 @@ def start_redis(folder: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir",
-                               str(folder)], stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+    )
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     for _ in range(200):
@@ -67,18 +69,51 @@ def frames(count: int):
 
 
 def start_workers(count: int, cvat: CvatStub, redis_url: str, checkpoint: Path, folder: Path) -> list:
-    env = dict(os.environ, CVAT_HOST=cvat.url, CVAT_ACCESS_TOKEN=TOKEN, MOMENTSEG_WEBHOOK_SECRET="bench",
-               MOMENTSEG_WEBHOOK_PROJECTS=str(PROJECT), MOMENTSEG_WEBHOOK_CVAT_HOSTS=cvat.host,
-               MOMENTSEG_REDIS_URL=redis_url, MOMENTSEG_WEBHOOK_LABEL="object", OMP_NUM_THREADS="1",
-               PYTHONPATH=str(REPO))
+    env = dict(
+        os.environ,
+        CVAT_HOST=cvat.url,
+        CVAT_ACCESS_TOKEN=TOKEN,
+        MOMENTSEG_WEBHOOK_SECRET="bench",
+        MOMENTSEG_WEBHOOK_PROJECTS=str(PROJECT),
+        MOMENTSEG_WEBHOOK_CVAT_HOSTS=cvat.host,
+        MOMENTSEG_REDIS_URL=redis_url,
+        MOMENTSEG_WEBHOOK_LABEL="object",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=str(REPO),
+    )
     workers = []
     for _ in range(count):
         log = folder / f"worker{len(list(folder.glob('worker*.log')))}.log"
         with open(log, "wb") as out:
-            workers.append((subprocess.Popen(
-                [sys.executable, "-m", "momentseg.cli", "webhooks", "worker", "--checkpoint", str(checkpoint),
-                 "--device", "cpu", "--keyframes", "3", "--tsg-pixels", str(PIXELS), "--image-pixels", str(PIXELS),
-                 "--force-answer"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT), log))
+            workers.append(
+                (
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "momentseg.cli",
+                            "webhooks",
+                            "worker",
+                            "--checkpoint",
+                            str(checkpoint),
+                            "--device",
+                            "cpu",
+                            "--keyframes",
+                            "3",
+                            "--tsg-pixels",
+                            str(PIXELS),
+                            "--image-pixels",
+                            str(PIXELS),
+                            "--force-answer",
+                        ],
+                        cwd=REPO,
+                        env=env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    ),
+                    log,
+                )
+            )
     deadline = time.monotonic() + 600
     while not all("unfinished runs re-queued" in log.read_text() for _, log in workers):
         if time.monotonic() > deadline or any(w.poll() is not None for w, _ in workers):
@@ -114,8 +149,12 @@ def main():
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="bench-queue-"))
-    subprocess.run([sys.executable, "-m", "momentseg.cli", "tiny-checkpoint", str(folder / "tiny")], check=True,
-                   cwd=REPO, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "momentseg.cli", "tiny-checkpoint", str(folder / "tiny")],
+        check=True,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+    )
     server, redis_url = start_redis(folder)
     cvat = CvatStub()
     cvat.host = urlparse(cvat.url).netloc
@@ -130,13 +169,20 @@ def main():
             workers = start_workers(count, cvat, redis_url, folder / "tiny", folder)
             try:
                 started = time.perf_counter()
-                keys, _ = queue_batch(queue, f"w{count}", [BatchRow(t, "object", "the bright square") for t in tasks],
-                                      host=cvat.host, user="bench")
+                keys, _ = queue_batch(
+                    queue,
+                    f"w{count}",
+                    [BatchRow(t, "object", "the bright square") for t in tasks],
+                    host=cvat.host,
+                    user="bench",
+                )
                 wait_done(queue, keys)
                 seconds = time.perf_counter() - started
                 figures[f"runs_per_minute_{count}_workers"] = round(args.runs / seconds * 60, 2)
-                print(f"{count} worker(s): {args.runs} runs in {seconds:.1f} s = "
-                      f"{args.runs / seconds * 60:.1f} runs/min", flush=True)
+                print(
+                    f"{count} worker(s): {args.runs} runs in {seconds:.1f} s = {args.runs / seconds * 60:.1f} runs/min",
+                    flush=True,
+                )
                 if count == min(args.workers):
                     figures.update(overhead(queue, cvat, tasks, args.overhead_runs))
             finally:
@@ -154,17 +200,31 @@ def overhead(queue: WebhookQueue, cvat: CvatStub, tasks: list[int], runs: int) -
     job = cvat.tasks[tasks[0]].jobs[0].id
     for _ in range(runs):
         issue, comment = cvat.add_issue(job, 0, [1.0, 1.0, 5.0, 5.0], "/segment the bright square")
-        record, _ = queue.receive(f"{cvat.host}/comments/{comment}", dict(
-            command="segment", issue_id=issue, author="bench", host=cvat.host, prompt="the bright square",
-            label="object", object_id=comment))
+        record, _ = queue.receive(
+            f"{cvat.host}/comments/{comment}",
+            dict(
+                command="segment",
+                issue_id=issue,
+                author="bench",
+                host=cvat.host,
+                prompt="the bright square",
+                label="object",
+                object_id=comment,
+            ),
+        )
         queue.start(record)
         (done,) = wait_done(queue, [record["key"]])
         start_ms.append((done["running_at"] - done["queued_at"]) * 1000)
         reply_ms.append((done["done_at"] - done["written_at"]) * 1000)
-    print(f"overhead per run (median of {runs}): enqueue -> start {statistics.median(start_ms):.1f} ms, "
-          f"written -> replied {statistics.median(reply_ms):.1f} ms", flush=True)
-    return {"enqueue_to_start_ms": round(statistics.median(start_ms), 1),
-            "written_to_reply_ms": round(statistics.median(reply_ms), 1)}
+    print(
+        f"overhead per run (median of {runs}): enqueue -> start {statistics.median(start_ms):.1f} ms, "
+        f"written -> replied {statistics.median(reply_ms):.1f} ms",
+        flush=True,
+    )
+    return {
+        "enqueue_to_start_ms": round(statistics.median(start_ms), 1),
+        "written_to_reply_ms": round(statistics.median(reply_ms), 1),
+    }
 
 
 if __name__ == "__main__":

@@ -72,8 +72,10 @@ class StageClock:
         if module is None:
             return
         starts = []
-        handles = [module.register_forward_pre_hook(lambda *_: starts.append(self._enter())),
-                   module.register_forward_hook(lambda *_: self._exit(category, starts.pop()))]
+        handles = [
+            module.register_forward_pre_hook(lambda *_: starts.append(self._enter())),
+            module.register_forward_hook(lambda *_: self._exit(category, starts.pop())),
+        ]
         self._undo.extend(handle.remove for handle in handles)
 
     def restore(self):
@@ -178,12 +180,19 @@ def main():
         start = time.perf_counter()
         write_similarity_plot(result, Path(folder) / "similarity.png")
         outputs["similarity.png"] = time.perf_counter() - start
-        print(f"{args.frames} frames {width}x{height} H.264 (GOP {args.gop}), tiny random-weight model, CPU, "
-              f"{store.decodes / args.frames:.2f} decodes per frame")
-        report(clock, wall, result.timings, [
-            ("decoder thread, overlapped (s)", f"{decoding[0]:.3f}"),
-            *((f"after the run: {name} (s)", f"{seconds:.3f}") for name, seconds in outputs.items()),
-        ])
+        print(
+            f"{args.frames} frames {width}x{height} H.264 (GOP {args.gop}), tiny random-weight model, CPU, "
+            f"{store.decodes / args.frames:.2f} decodes per frame"
+        )
+        report(
+            clock,
+            wall,
+            result.timings,
+            [
+                ("decoder thread, overlapped (s)", f"{decoding[0]:.3f}"),
+                *((f"after the run: {name} (s)", f"{seconds:.3f}") for name, seconds in outputs.items()),
+            ],
+        )
         store.close()
 
 

@@ -35,8 +35,13 @@ def evaluate_both(checkpoint: Path, data: Path, out: Path, frames: int) -> dict:
     options = EvalOptions(method={"keyframes": frames, "force_answer": True}, progress=False)
     refvos = evaluate(str(checkpoint), f"mevis={data / 'mevis'}", out / "mevis", options)["summary"]
     tsg = evaluate(str(checkpoint), f"charades-sta={data / 'charades-sta'}", out / "charades", options)["summary"]
-    return {"J&F": refvos.get("J&F", 0.0) / 100, "J": refvos.get("J", 0.0) / 100, "F": refvos.get("F", 0.0) / 100,
-            "R@0.5": tsg["R@0.5"] / 100, "mIoU": tsg["mIoU"] / 100}
+    return {
+        "J&F": refvos.get("J&F", 0.0) / 100,
+        "J": refvos.get("J", 0.0) / 100,
+        "F": refvos.get("F", 0.0) / 100,
+        "R@0.5": tsg["R@0.5"] / 100,
+        "mIoU": tsg["mIoU"] / 100,
+    }
 
 
 def main() -> None:
@@ -61,9 +66,13 @@ def main() -> None:
     from momentseg.train.loop import train
 
     out = Path(args.out)
-    data = generate(out / "data", args.train_clips, args.test_clips, args.seed,
-                    SyntheticOptions(frames=args.frames, actions=tuple(args.actions),
-                                     distractors=args.distractors))
+    data = generate(
+        out / "data",
+        args.train_clips,
+        args.test_clips,
+        args.seed,
+        SyntheticOptions(frames=args.frames, actions=tuple(args.actions), distractors=args.distractors),
+    )
     base = write_tiny_checkpoint(out / "base_sa2va", "sa2va", args.seed)
     untrained = write_tiny_checkpoint(out / "untrained_official", "official", args.seed)
 
@@ -72,13 +81,31 @@ def main() -> None:
     eval_seconds = time.perf_counter() - start
 
     config = TrainConfig(
-        base=str(base), data=[f"charades-sta={data / 'charades-sta'}:{args.tsg_weight}", f"mevis={data / 'mevis'}"],
-        out=str(out / "train"), device="cpu", max_steps=args.steps, batch_size=1, lr=args.lr, warmup_ratio=0.05,
-        save_every=max(args.steps // 4, 1), num_workers=1, seed=args.seed, lora_rank=32, lora_alpha=64,
-        positive_weight=args.positive_weight, find_weight=args.find_weight,
-        tsg_frames=args.frames, temporal_frames=args.frames // 2, tsg_min_pixels=4 * 4 * 28 * 28, tsg_pixels=4 * 4 * 28 * 28,
-        temporal_min_pixels=4 * 28 * 28, temporal_pixels=4 * 28 * 28, image_min_pixels=4 * 4 * 28 * 28,
-        image_pixels=4 * 4 * 28 * 28, mask_points=64 * 64, answer_variants="first",
+        base=str(base),
+        data=[f"charades-sta={data / 'charades-sta'}:{args.tsg_weight}", f"mevis={data / 'mevis'}"],
+        out=str(out / "train"),
+        device="cpu",
+        max_steps=args.steps,
+        batch_size=1,
+        lr=args.lr,
+        warmup_ratio=0.05,
+        save_every=max(args.steps // 4, 1),
+        num_workers=1,
+        seed=args.seed,
+        lora_rank=32,
+        lora_alpha=64,
+        positive_weight=args.positive_weight,
+        find_weight=args.find_weight,
+        tsg_frames=args.frames,
+        temporal_frames=args.frames // 2,
+        tsg_min_pixels=4 * 4 * 28 * 28,
+        tsg_pixels=4 * 4 * 28 * 28,
+        temporal_min_pixels=4 * 28 * 28,
+        temporal_pixels=4 * 28 * 28,
+        image_min_pixels=4 * 4 * 28 * 28,
+        image_pixels=4 * 4 * 28 * 28,
+        mask_points=64 * 64,
+        answer_variants="first",
     )
     start = time.perf_counter()
     checkpoint = train(config, progress=False)
@@ -86,14 +113,16 @@ def main() -> None:
     after = evaluate_both(checkpoint, data, out / "eval_after", args.frames)
 
     log = [json.loads(line) for line in (out / "train" / "train_log.jsonl").read_text().splitlines()]
-    first, last = log[: max(len(log) // 10, 1)], log[-max(len(log) // 10, 1):]
+    first, last = log[: max(len(log) // 10, 1)], log[-max(len(log) // 10, 1) :]
 
     def mean(rows, key):
         values = [r[key] for r in rows if r[key] is not None]
         return sum(values) / max(1, len(values))
 
-    print(f"training: {len(log)} steps in {train_seconds:.0f} s on {os.cpu_count()} CPU cores "
-          f"({train_seconds / len(log):.2f} s/step); evaluation of {args.test_clips} clips: {eval_seconds:.0f} s")
+    print(
+        f"training: {len(log)} steps in {train_seconds:.0f} s on {os.cpu_count()} CPU cores "
+        f"({train_seconds / len(log):.2f} s/step); evaluation of {args.test_clips} clips: {eval_seconds:.0f} s"
+    )
     for key in ("loss", "loss_text", "loss_find", "loss_mask"):
         print(f"  {key:<10} first 10 %: {mean(first, key):.3f}   last 10 %: {mean(last, key):.3f}")
     print(f"{'held-out':<10} {'J&F':>6} {'J':>6} {'F':>6} {'R@0.5':>6} {'mIoU':>6}")
@@ -101,8 +130,10 @@ def main() -> None:
         print(f"{name:<10} " + " ".join(f"{row[k]:>6.3f}" for k in ("J&F", "J", "F", "R@0.5", "mIoU")))
     print(f"checkpoint: {checkpoint}")
     clip, sentence = first_held_out_expression(data / "mevis" / "valid_u")
-    print(f"try it: momentseg segment {clip} --prompt {sentence!r} --checkpoint {checkpoint} --force-answer "
-          f"--out {out / 'segment'}")
+    print(
+        f"try it: momentseg segment {clip} --prompt {sentence!r} --checkpoint {checkpoint} --force-answer "
+        f"--out {out / 'segment'}"
+    )
 
 
 def first_held_out_expression(split: Path) -> tuple[Path, str]:

@@ -51,15 +51,44 @@ def evaluate(checkpoint: Path, data: Path, out: Path, frames: int, *extra: str) 
     """J&F (with the text check) and R@0.5 / mIoU of ``checkpoint`` on the held-out clips, keyframe images
     at the training's size."""
     pixels = str(yaml.safe_load(CONFIG.read_text())["image_pixels"])
-    momentseg("eval", "--checkpoint", str(checkpoint), "--data", f"mevis={data / 'mevis'}", "--out",
-              str(out / "mevis"), "--keyframes", str(frames), "--text-check", "--quiet",
-              "--image-pixels", pixels, "--image-min-pixels", pixels, *extra)
+    momentseg(
+        "eval",
+        "--checkpoint",
+        str(checkpoint),
+        "--data",
+        f"mevis={data / 'mevis'}",
+        "--out",
+        str(out / "mevis"),
+        "--keyframes",
+        str(frames),
+        "--text-check",
+        "--quiet",
+        "--image-pixels",
+        pixels,
+        "--image-min-pixels",
+        pixels,
+        *extra,
+    )
     refvos = json.loads((out / "mevis" / "metrics.json").read_text())["summary"]
-    row = {"J&F": refvos["J&F"] / 100, "J": refvos["J"] / 100,
-           "J&F other": refvos["text check"]["J&F other object's expression"] / 100}
+    row = {
+        "J&F": refvos["J&F"] / 100,
+        "J": refvos["J"] / 100,
+        "J&F other": refvos["text check"]["J&F other object's expression"] / 100,
+    }
     if "--force-answer" not in extra:
-        momentseg("eval", "--checkpoint", str(checkpoint), "--data", f"charades-sta={data / 'charades-sta'}",
-                  "--out", str(out / "charades"), "--keyframes", str(frames), "--quiet", *extra)
+        momentseg(
+            "eval",
+            "--checkpoint",
+            str(checkpoint),
+            "--data",
+            f"charades-sta={data / 'charades-sta'}",
+            "--out",
+            str(out / "charades"),
+            "--keyframes",
+            str(frames),
+            "--quiet",
+            *extra,
+        )
         tsg = json.loads((out / "charades" / "metrics.json").read_text())["summary"]
         row.update({"R@0.5": tsg["R@0.5"] / 100, "mIoU": tsg["mIoU"] / 100})
     return row
@@ -86,12 +115,14 @@ def main() -> None:
     parser.add_argument("--test-clips", type=int, default=24)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--distractors", type=int, default=1)
-    parser.add_argument("--distractor-actions", type=float, default=0.0,
-                        help="share of distractors that act too, at another time")
+    parser.add_argument(
+        "--distractor-actions", type=float, default=0.0, help="share of distractors that act too, at another time"
+    )
     parser.add_argument("--tsg-weight", type=float, default=1.5, help="TSG samples per RefVOS sample")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--seg-prompt-std", type=float, default=SEG_PROMPT_STD,
-                        help="scale of the random base's [SEG] projection")
+    parser.add_argument(
+        "--seg-prompt-std", type=float, default=SEG_PROMPT_STD, help="scale of the random base's [SEG] projection"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU version")
     args = parser.parse_args()
 
@@ -99,17 +130,43 @@ def main() -> None:
     from momentseg.model.tiny import MINI_SAM2_CONFIG, write_tiny_checkpoint
 
     out = Path(args.out)
-    options = SyntheticOptions(frames=args.frames, distractors=args.distractors, actions=SHIPPED_ACTIONS,
-                               distractor_actions=args.distractor_actions)
+    options = SyntheticOptions(
+        frames=args.frames,
+        distractors=args.distractors,
+        actions=SHIPPED_ACTIONS,
+        distractor_actions=args.distractor_actions,
+    )
     data = generate(out / "data", args.train_clips, args.test_clips, args.seed, options)
-    base = write_tiny_checkpoint(out / "base_sa2va", "sa2va", args.seed, sam2_config=MINI_SAM2_CONFIG,
-                                 initializer_range=INITIALIZER_RANGE, seg_prompt_std=args.seg_prompt_std)
+    base = write_tiny_checkpoint(
+        out / "base_sa2va",
+        "sa2va",
+        args.seed,
+        sam2_config=MINI_SAM2_CONFIG,
+        initializer_range=INITIALIZER_RANGE,
+        seg_prompt_std=args.seg_prompt_std,
+    )
 
     start = time.perf_counter()
     steps = ["--max-steps", str(args.steps)] if args.steps else []
-    momentseg("train", "--config", str(CONFIG), "--base", str(base), "--device", args.device, "--seed", str(args.seed),
-              "--data", f"charades-sta={data / 'charades-sta'}:{args.tsg_weight}", "--data", f"mevis={data / 'mevis'}",
-              "--out", str(out / "train"), "--quiet", *steps)
+    momentseg(
+        "train",
+        "--config",
+        str(CONFIG),
+        "--base",
+        str(base),
+        "--device",
+        args.device,
+        "--seed",
+        str(args.seed),
+        "--data",
+        f"charades-sta={data / 'charades-sta'}:{args.tsg_weight}",
+        "--data",
+        f"mevis={data / 'mevis'}",
+        "--out",
+        str(out / "train"),
+        "--quiet",
+        *steps,
+    )
     train_seconds = time.perf_counter() - start
     shipped = ship(out / "train" / "checkpoint", Path(args.ship or out / "shipped"))
 
@@ -124,8 +181,10 @@ def main() -> None:
     for key in ("loss", "loss_text", "loss_find", "loss_mask"):
         first = [r[key] for r in log[:tenth] if r[key] is not None]
         last = [r[key] for r in log[-tenth:] if r[key] is not None]
-        print(f"  {key:<10} first 10 %: {sum(first) / max(len(first), 1):.3f}   "
-              f"last 10 %: {sum(last) / max(len(last), 1):.3f}")
+        print(
+            f"  {key:<10} first 10 %: {sum(first) / max(len(first), 1):.3f}   "
+            f"last 10 %: {sum(last) / max(len(last), 1):.3f}"
+        )
     size = sum(f.stat().st_size for f in shipped.iterdir()) / 1e6
     print(f"shipped: {shipped} ({size:.1f} MB, bf16)")
     print(f"{'held-out':<26} {'J&F':>6} {'J':>6} {'J&F other':>10} {'R@0.5':>6} {'mIoU':>6}")

@@ -32,7 +32,9 @@ def _demo_similarity(num_frames: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(num_frames)
     center, width = 0.6 * num_frames, 0.08 * num_frames
-    return np.clip(0.15 + 0.8 * np.exp(-0.5 * ((t - center) / width) ** 2) + 0.05 * rng.standard_normal(num_frames), 0, 1)
+    return np.clip(
+        0.15 + 0.8 * np.exp(-0.5 * ((t - center) / width) ** 2) + 0.05 * rng.standard_normal(num_frames), 0, 1
+    )
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -46,8 +48,11 @@ def _run_demo(args: argparse.Namespace) -> int:
         "frames": args.frames,
         "center_frame": center,
         "keyframes": {name: SAMPLERS[name](similarity, args.keyframes).tolist() for name in SAMPLERS},
-        "moment": {"start_frame": start, "end_frame": end,
-                   **dict(zip(("start_sec", "end_sec"), moment_seconds(start, end, args.fps), strict=True))},
+        "moment": {
+            "start_frame": start,
+            "end_frame": end,
+            **dict(zip(("start_sec", "end_sec"), moment_seconds(start, end, args.fps), strict=True)),
+        },
     }
     print(f"frames {args.frames}, moment centre c* = {center}")
     print(f"moment: frames {start}-{end} ({result['moment']['start_sec']:.2f}s-{result['moment']['end_sec']:.2f}s)")
@@ -100,10 +105,16 @@ def _run_segment(args: argparse.Namespace) -> int:
         masks.mkdir(exist_ok=True)
         track = result.tracks[0] if result.tracks else None
         for index, name in enumerate(frames.names):
-            mask = track.mask(index, result.width, result.height) if track else np.zeros((result.height, result.width), bool)
+            mask = (
+                track.mask(index, result.width, result.height)
+                if track
+                else np.zeros((result.height, result.width), bool)
+            )
             cv2.imwrite(str(masks / f"{name}.png"), mask.astype(np.uint8) * 255)
     else:
-        export(result, args.format, out / ("refvos" if args.format == "refvos-png" else f"{args.format}.json"), video_name)
+        export(
+            result, args.format, out / ("refvos" if args.format == "refvos-png" else f"{args.format}.json"), video_name
+        )
     write_overlay_video(frames, result, out / "overlay.mp4")
     write_similarity_plot(result, out / "similarity.png")
     moment = result.moment
@@ -130,8 +141,10 @@ def _output_folder(out):
             raise MomentSegError(f"--out '{out}' is a file, not a folder")
         others = sorted(p.name for p in out.iterdir() if p.name not in SEGMENT_OUTPUTS)
         if others:
-            raise MomentSegError(f"--out '{out}' holds files momentseg did not write ({', '.join(others[:3])}"
-                                 f"{', ...' if len(others) > 3 else ''}): give a new or empty folder")
+            raise MomentSegError(
+                f"--out '{out}' holds files momentseg did not write ({', '.join(others[:3])}"
+                f"{', ...' if len(others) > 3 else ''}): give a new or empty folder"
+            )
         writable = out
     else:
         writable = next(p for p in out.absolute().parents if p.exists())
@@ -174,8 +187,13 @@ def _run_options(args: argparse.Namespace) -> int:
         print(json.dumps(described, ensure_ascii=False))
         return 0
     for item in described:
-        allowed = (", ".join(item["choices"]) if "choices" in item else
-                   f"{item['minimum']}-{item['maximum']}" if "minimum" in item else item["type"])
+        allowed = (
+            ", ".join(item["choices"])
+            if "choices" in item
+            else f"{item['minimum']}-{item['maximum']}"
+            if "minimum" in item
+            else item["type"]
+        )
         if "null_means" in item:
             allowed += f", or null: {item['null_means']}"
         symbol = f" ({item['symbol']})" if "symbol" in item else ""
@@ -194,13 +212,21 @@ def _run_info(args: argparse.Namespace) -> int:
     millions = ", ".join(f"{part} {count / 1e6:,.1f} M" for part, count in info["parameters"].items())
     print(f"checkpoint: {info['folder']}")
     print(f"layout: {info['layout']}; heads: {', '.join(info['heads'])}")
-    print(f"SAM2: {sam2['version']} {sam2['trunk']} at {sam2['image_size']} px (embed {sam2['embed_dim']}, "
-          f"stages {sam2['stages']}, global attention {sam2['global_att_blocks']})")
+    print(
+        f"SAM2: {sam2['version']} {sam2['trunk']} at {sam2['image_size']} px (embed {sam2['embed_dim']}, "
+        f"stages {sam2['stages']}, global attention {sam2['global_att_blocks']})"
+    )
     print(f"parameters: {millions}")
-    print(f"dtype on disk: {', '.join(info['dtype_on_disk'])}; weights in memory: "
-          + ", ".join(f"{gb} GB in {name}" for name, gb in info["memory_gb"].items()) + " (SAM2 always float32)")
-    print("special tokens: " + ", ".join(f"{token} {token_id}" for token, token_id in info["special_tokens"].items())
-          + f" (embedding rows {info['vocab_size']})")
+    print(
+        f"dtype on disk: {', '.join(info['dtype_on_disk'])}; weights in memory: "
+        + ", ".join(f"{gb} GB in {name}" for name, gb in info["memory_gb"].items())
+        + " (SAM2 always float32)"
+    )
+    print(
+        "special tokens: "
+        + ", ".join(f"{token} {token_id}" for token, token_id in info["special_tokens"].items())
+        + f" (embedding rows {info['vocab_size']})"
+    )
     for line in info["will_run"]:
         print(f"will run: {line}")
     return 0
@@ -224,8 +250,12 @@ def _run_serve(args: argparse.Namespace) -> int:
     except OSError as error:
         raise MomentSegError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    env = dict(os.environ, MOMENTSEG_CHECKPOINT=args.checkpoint, MOMENTSEG_DEVICE=device,
-               **({"MOMENTSEG_DTYPE": args.dtype} if args.dtype else {}))
+    env = dict(
+        os.environ,
+        MOMENTSEG_CHECKPOINT=args.checkpoint,
+        MOMENTSEG_DEVICE=device,
+        **({"MOMENTSEG_DTYPE": args.dtype} if args.dtype else {}),
+    )
     service = build_service_from_env(env, pipeline=load_pipeline(args.checkpoint, device, args.dtype))
     if service.load_error:
         raise MomentSegError(service.load_error)
@@ -247,11 +277,15 @@ def _cvat_client(args: argparse.Namespace):
     from momentseg.cvat.connection import connect, credentials_from_env, timeouts_from_env
 
     if args.auth and ":" in args.auth:
-        raise MomentSegError("--auth takes a user name only: a password on the command line is visible to other "
-                             "users (ps); set CVAT_PASSWORD, use --credentials-file, or type it at the prompt")
+        raise MomentSegError(
+            "--auth takes a user name only: a password on the command line is visible to other "
+            "users (ps); set CVAT_PASSWORD, use --credentials-file, or type it at the prompt"
+        )
     if args.host and "@" in urlsplit(args.host if "://" in args.host else f"//{args.host}").netloc:
-        raise MomentSegError("--host must not carry user or password: set CVAT_USER/CVAT_PASSWORD or "
-                             "CVAT_ACCESS_TOKEN, or use --credentials-file")
+        raise MomentSegError(
+            "--host must not carry user or password: set CVAT_USER/CVAT_PASSWORD or "
+            "CVAT_ACCESS_TOKEN, or use --credentials-file"
+        )
     env = dict(os.environ)
     if args.credentials_file:
         env["CVAT_CREDENTIALS_FILE"] = args.credentials_file
@@ -281,8 +315,11 @@ def _runner(args: argparse.Namespace, client):
         # loaded once the task and its labels passed their checks: a typo fails in seconds, not after a model load
         if not loaded:
             model = load_checkpoint(args.checkpoint, device=args.device or default_device(), dtype=args.dtype)
-            loaded.append(local_runner(client, MomentSegPipeline(model), options, args.fps,
-                                       progress=None if args.json else _StageBars()))
+            loaded.append(
+                local_runner(
+                    client, MomentSegPipeline(model), options, args.fps, progress=None if args.json else _StageBars()
+                )
+            )
         return loaded[0](selection, prompt, anchors)
 
     return run
@@ -311,20 +348,33 @@ def _run_cvat_annotate(args: argparse.Namespace) -> int:
         raise MomentSegError("give --function URL (the deployed function or momentseg serve) or --checkpoint PATH")
     client = _cvat_client(args)
     options = options_from_args(args)
-    summary = annotate_task(client, args.task, args.prompt, options.label, _runner(args, client),
-                            frames=_frame_range(args.frames), job_id=args.job,
-                            output=options.output, moment_label=args.moment_label,
-                            create_labels=args.create_labels, create_attributes=args.create_attributes)
+    summary = annotate_task(
+        client,
+        args.task,
+        args.prompt,
+        options.label,
+        _runner(args, client),
+        frames=_frame_range(args.frames),
+        job_id=args.job,
+        output=options.output,
+        moment_label=args.moment_label,
+        create_labels=args.create_labels,
+        create_attributes=args.create_attributes,
+    )
     if args.json:
         print(json.dumps(summary.to_json()))
         return 0
     moment = summary.moment
     written = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in summary.written.items() if count)
-    print(f"task {summary.task_id}: object {summary.object_id} on '{summary.label}' ({written}); "
-          f"{summary.frames} frames read, keyframes {summary.keyframes}, c* = {summary.center_frame}")
+    print(
+        f"task {summary.task_id}: object {summary.object_id} on '{summary.label}' ({written}); "
+        f"{summary.frames} frames read, keyframes {summary.keyframes}, c* = {summary.center_frame}"
+    )
     if moment:
-        print(f"moment: frames {moment['start_frame']}-{moment['end_frame']} "
-              f"({moment['start_sec']:.2f}s-{moment['end_sec']:.2f}s), tagged '{args.moment_label}'")
+        print(
+            f"moment: frames {moment['start_frame']}-{moment['end_frame']} "
+            f"({moment['start_sec']:.2f}s-{moment['end_sec']:.2f}s), tagged '{args.moment_label}'"
+        )
     for note in summary.notes:
         print(f"note: {note}")
     print(f"done in {summary.seconds:.1f}s: {summary.link}")
@@ -340,9 +390,11 @@ def _run_cvat_refine(args: argparse.Namespace) -> int:
         print(json.dumps(summary.to_json()))
         return 0
     written = summary.written
-    print(f"task {summary.task_id}, object {summary.object_id}: anchors on frames {summary.anchors}; a person's "
-          f"shapes kept on {len(summary.kept)} frames; the tool's shapes: {written['updated']} updated, "
-          f"{written['created']} added, {written['deleted']} removed")
+    print(
+        f"task {summary.task_id}, object {summary.object_id}: anchors on frames {summary.anchors}; a person's "
+        f"shapes kept on {len(summary.kept)} frames; the tool's shapes: {written['updated']} updated, "
+        f"{written['created']} added, {written['deleted']} removed"
+    )
     for note in summary.notes:
         print(f"note: {note}")
     print(f"done in {summary.seconds:.1f}s: {summary.link}")
@@ -376,12 +428,20 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _add_cvat_connection(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("CVAT connection (defaults: CVAT_HOST, CVAT_ACCESS_TOKEN or CVAT_USER/CVAT_PASSWORD)")
+    group = parser.add_argument_group(
+        "CVAT connection (defaults: CVAT_HOST, CVAT_ACCESS_TOKEN or CVAT_USER/CVAT_PASSWORD)"
+    )
     group.add_argument("--host", help="CVAT server URL")
-    group.add_argument("--auth", metavar="USER", help="log in as USER (password from CVAT_PASSWORD, the "
-                       "credentials file or a prompt; never on the command line)")
-    group.add_argument("--credentials-file", help="KEY=VALUE lines: CVAT_ACCESS_TOKEN, or CVAT_USER and "
-                       "CVAT_PASSWORD (default: CVAT_CREDENTIALS_FILE)")
+    group.add_argument(
+        "--auth",
+        metavar="USER",
+        help="log in as USER (password from CVAT_PASSWORD, the "
+        "credentials file or a prompt; never on the command line)",
+    )
+    group.add_argument(
+        "--credentials-file",
+        help="KEY=VALUE lines: CVAT_ACCESS_TOKEN, or CVAT_USER and CVAT_PASSWORD (default: CVAT_CREDENTIALS_FILE)",
+    )
 
 
 def _add_runner_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -395,8 +455,11 @@ def _add_runner_options(parser: argparse.ArgumentParser, required: bool = True) 
 
 
 def _add_dtype_option(parser) -> None:
-    parser.add_argument("--dtype", choices=["bfloat16", "float16", "float32"],
-                        help="dtype of the LMM and heads (default: bfloat16 on CUDA, float32 on CPU)")
+    parser.add_argument(
+        "--dtype",
+        choices=["bfloat16", "float16", "float32"],
+        help="dtype of the LMM and heads (default: bfloat16 on CUDA, float32 on CPU)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -432,8 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_run_serve)
 
     cvat = commands.add_parser("cvat", help="annotate CVAT tasks").add_subparsers(dest="cvat_command", required=True)
-    annotate = cvat.add_parser("annotate", help="add the object a prompt describes to a task: per-frame masks "
-                               "(or a polygon track) and the moment as frame tags")
+    annotate = cvat.add_parser(
+        "annotate",
+        help="add the object a prompt describes to a task: per-frame masks "
+        "(or a polygon track) and the moment as frame tags",
+    )
     which = annotate.add_mutually_exclusive_group(required=True)
     which.add_argument("--task", type=int)
     which.add_argument("--project", type=int, help="queue one run per task of this project (see --batch)")
@@ -444,8 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("--frames", help="a:b, task frames a to b-1 (default: the whole task)")
     annotate.add_argument("--moment-label", default="moment", help="tag label of the moment (default moment)")
     annotate.add_argument("--create-labels", action="store_true", help="create the moment label if missing")
-    annotate.add_argument("--create-attributes", action="store_true",
-                          help="add the object/prompt/MCS/momentseg attributes to the label (see docs/cvat.md)")
+    annotate.add_argument(
+        "--create-attributes",
+        action="store_true",
+        help="add the object/prompt/MCS/momentseg attributes to the label (see docs/cvat.md)",
+    )
     _add_cvat_connection(annotate)
     _add_runner_options(annotate, required=False)  # a batch runs on the queue's workers
     add_option_flags(annotate)
@@ -481,8 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(run=_run_tiny_checkpoint)
 
-    options = commands.add_parser("options", help="the method options: name, values, default, meaning (the same "
-                                  "for every command, the function and webhook commands)")
+    options = commands.add_parser(
+        "options",
+        help="the method options: name, values, default, meaning (the same "
+        "for every command, the function and webhook commands)",
+    )
     options.add_argument("--json", action="store_true", help="print them as one JSON list")
     options.add_argument("--schema", action="store_true", help="print the request JSON Schema of the function")
     options.set_defaults(run=_run_options)
@@ -520,8 +592,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
-        print(f"momentseg: internal error ({type(error).__name__}: {_one_line(error)}); rerun as "
-              "'momentseg --debug ...' for the traceback", file=sys.stderr)
+        print(
+            f"momentseg: internal error ({type(error).__name__}: {_one_line(error)}); rerun as "
+            "'momentseg --debug ...' for the traceback",
+            file=sys.stderr,
+        )
         return 1
 
 

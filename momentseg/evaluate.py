@@ -31,8 +31,14 @@ from momentseg.options import SegmentOptions
 from momentseg.pipeline import validate_prompt
 
 # the split each benchmark is scored on (2D-TAN renames ActivityNet val_2 to test)
-EVAL_SPLITS = {"charades-sta": "test", "activitynet": "test", "mevis": "valid_u", "revos": "valid",
-               "ref-youtube-vos": "valid", "cvat": "all"}
+EVAL_SPLITS = {
+    "charades-sta": "test",
+    "activitynet": "test",
+    "mevis": "valid_u",
+    "revos": "valid",
+    "ref-youtube-vos": "valid",
+    "cvat": "all",
+}
 
 
 @dataclass(frozen=True)
@@ -85,9 +91,14 @@ def _score_referring(entry: ReferringEntry, result, out: Path) -> dict:
         path = prediction_path(out, entry, entry.frame_names[index])
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(path)
-    row = {"video": entry.video_id, "expression_id": entry.expression_id, "expression": entry.expression,
-           "type_id": entry.type_id, "frames": frames,
-           "moment": None if result.moment is None else [result.moment.start_frame, result.moment.end_frame]}
+    row = {
+        "video": entry.video_id,
+        "expression_id": entry.expression_id,
+        "expression": entry.expression,
+        "type_id": entry.type_id,
+        "frames": frames,
+        "moment": None if result.moment is None else [result.moment.start_frame, result.moment.end_frame],
+    }
     if entry.has_masks:
         predictions = [read_prediction(prediction_path(out, entry, name)) for name in entry.frame_names]
         score = expression_scores(predictions, [entry.mask(i) for i in range(frames)])
@@ -105,7 +116,7 @@ def other_objects_expressions(entries: list) -> dict[str, ReferringEntry]:
     others = {}
     for group in by_video.values():
         for index, entry in enumerate(group):
-            for other in group[index + 1:] + group[:index]:
+            for other in group[index + 1 :] + group[:index]:
                 if any((entry.mask(i) != other.mask(i)).any() for i in range(len(entry.frame_names))):
                     others[entry.name] = other
                     break
@@ -134,8 +145,13 @@ def _score_grounding(entry: GroundingEntry, pipeline, options) -> dict:
         start_sec, end_sec = moment_seconds(start, end, frames.fps)
         predicted = (round(start_sec, 4), round(end_sec, 4))
     iou = 0.0 if predicted is None else temporal_iou(predicted, (entry.start, entry.end))
-    return {"video": entry.video_id, "query": entry.query, "ground_truth": [entry.start, entry.end],
-            "prediction": None if predicted is None else list(predicted), "iou": iou}
+    return {
+        "video": entry.video_id,
+        "query": entry.query,
+        "ground_truth": [entry.start, entry.end],
+        "prediction": None if predicted is None else list(predicted),
+        "iou": iou,
+    }
 
 
 def summarise(kind: str, rows: list[dict]) -> dict:
@@ -149,18 +165,26 @@ def summarise(kind: str, rows: list[dict]) -> dict:
         per_video = defaultdict(list)
         for r in rows:
             per_video[r["video"]].append(r["iou"])
-        return {"summary": {**summary, "queries": len(rows)},
-                "per_video": {v: {"mIoU": round(100 * float(np.mean(x)), 4), "queries": len(x)}
-                              for v, x in per_video.items()}}
+        return {
+            "summary": {**summary, "queries": len(rows)},
+            "per_video": {
+                v: {"mIoU": round(100 * float(np.mean(x)), 4), "queries": len(x)} for v, x in per_video.items()
+            },
+        }
     scored = [r for r in rows if "J" in r]
     if not scored:
-        return {"summary": {"expressions": len(rows), "note": "no ground truth in this split: predictions only"},
-                "per_video": {}}
+        return {
+            "summary": {"expressions": len(rows), "note": "no ground truth in this split: predictions only"},
+            "per_video": {},
+        }
     scores = [JF(r["J"], r["F"]) for r in scored]
     if kind == "revos":
         groups = revos_scores(scores, [r["type_id"] for r in scored])
-        summary = {f"{name} {metric}": round(value, 4) for name, jf in groups.items()
-                   for metric, value in (("J", jf.j), ("F", jf.f), ("J&F", jf.jf))}
+        summary = {
+            f"{name} {metric}": round(value, 4)
+            for name, jf in groups.items()
+            for metric, value in (("J", jf.j), ("F", jf.f), ("J&F", jf.jf))
+        }
     else:
         total = mevis_scores(scores)
         summary = {"J": round(100 * total.j, 4), "F": round(100 * total.f, 4), "J&F": round(100 * total.jf, 4)}
@@ -170,16 +194,26 @@ def summarise(kind: str, rows: list[dict]) -> dict:
     if checked:  # the same expressions, each prompted with another object's expression
         own = mevis_scores([JF(r["J"], r["F"]) for r in checked])
         ignored = mevis_scores([JF(r["J_other"], r["F_other"]) for r in checked])
-        summary["text check"] = {"expressions": len(checked), "J&F": round(100 * own.jf, 4),
-                                 "J&F other object's expression": round(100 * ignored.jf, 4),
-                                 "J other object's expression": round(100 * ignored.j, 4)}
+        summary["text check"] = {
+            "expressions": len(checked),
+            "J&F": round(100 * own.jf, 4),
+            "J&F other object's expression": round(100 * ignored.jf, 4),
+            "J other object's expression": round(100 * ignored.j, 4),
+        }
     per_video = defaultdict(list)
     for r in scored:
         per_video[r["video"]].append((r["J"], r["F"]))
-    return {"summary": {**summary, "expressions": len(scored)},
-            "per_video": {v: {"J": round(100 * float(np.mean([j for j, _ in x])), 4),
-                              "F": round(100 * float(np.mean([f for _, f in x])), 4), "expressions": len(x)}
-                          for v, x in per_video.items()}}
+    return {
+        "summary": {**summary, "expressions": len(scored)},
+        "per_video": {
+            v: {
+                "J": round(100 * float(np.mean([j for j, _ in x])), 4),
+                "F": round(100 * float(np.mean([f for _, f in x])), 4),
+                "expressions": len(x),
+            }
+            for v, x in per_video.items()
+        },
+    }
 
 
 def evaluate(checkpoint: str, data: str, out: str | Path, options: EvalOptions = EvalOptions()) -> dict | None:
@@ -226,7 +260,13 @@ def evaluate(checkpoint: str, data: str, out: str | Path, options: EvalOptions =
     rows = _read_rows(rows_dir)
     wanted = [rows[e.name] for e in entries if e.name in rows]
     merged = summarise(spec.kind, wanted)
-    metrics = {"checkpoint": str(checkpoint), "data": spec.kind, "split": options.split or EVAL_SPLITS[spec.kind],
-               "summary": merged["summary"], "per_video": merged["per_video"], "rows": wanted}
+    metrics = {
+        "checkpoint": str(checkpoint),
+        "data": spec.kind,
+        "split": options.split or EVAL_SPLITS[spec.kind],
+        "summary": merged["summary"],
+        "per_video": merged["per_video"],
+        "rows": wanted,
+    }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics

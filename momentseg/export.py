@@ -49,12 +49,21 @@ class ExportSet:
     @classmethod
     def from_result(cls, result: SegmentResult) -> ExportSet:
         """A pipeline result: one object; polygons were a polygon track, masks per-frame shapes."""
-        objects = [ExportObject(index, track.label, result.prompt,
-                                any(s.type == "polygon" for s in track.shapes),
-                                {s.frame: s for s in track.shapes if not s.outside})
-                   for index, track in enumerate(result.tracks)]
-        moment = None if result.moment is None else {"start_frame": result.moment.start_frame,
-                                                     "end_frame": result.moment.end_frame}
+        objects = [
+            ExportObject(
+                index,
+                track.label,
+                result.prompt,
+                any(s.type == "polygon" for s in track.shapes),
+                {s.frame: s for s in track.shapes if not s.outside},
+            )
+            for index, track in enumerate(result.tracks)
+        ]
+        moment = (
+            None
+            if result.moment is None
+            else {"start_frame": result.moment.start_frame, "end_frame": result.moment.end_frame}
+        )
         return cls(result.width, result.height, result.num_frames, result.frame_names, objects, result.prompt, moment)
 
 
@@ -84,8 +93,10 @@ def source_frame_stems(data: ExportSet) -> list[str]:
     5-digit frame number for a video (DAVIS, YouTube-VOS and MeViS name video frames ``00000``…)."""
     if data.frame_names is None:
         return [f"{i:05d}" for i in range(data.num_frames)]
-    return [safe_name(Path(n).stem if Path(n).suffix.lower() in IMAGE_SUFFIXES else Path(n).name, f"{i:05d}")
-            for i, n in enumerate(data.frame_names)]
+    return [
+        safe_name(Path(n).stem if Path(n).suffix.lower() in IMAGE_SUFFIXES else Path(n).name, f"{i:05d}")
+        for i, n in enumerate(data.frame_names)
+    ]
 
 
 def _mask(data: ExportSet, obj: ExportObject, frame: int) -> np.ndarray | None:
@@ -128,17 +139,25 @@ def to_coco(data: ExportSet) -> dict:
                 segmentation, crowd = [[float(p) for p in shape.points]], 0
             else:
                 segmentation, crowd = to_coco_rle(mask), 1
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": frame + 1, "category_id": category[obj.label],
-                "segmentation": segmentation, "area": int(mask.sum()), "bbox": _box(mask), "iscrowd": crowd,
-                "attributes": attributes,
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": frame + 1,
+                    "category_id": category[obj.label],
+                    "segmentation": segmentation,
+                    "area": int(mask.sum()),
+                    "bbox": _box(mask),
+                    "iscrowd": crowd,
+                    "attributes": attributes,
+                }
+            )
     return {
         "info": {"description": "momentseg", "prompt": data.prompt, "moment": data.moment},
         "licenses": [],
         "categories": [{"id": i, "name": label, "supercategory": ""} for label, i in category.items()],
-        "images": [{"id": i + 1, "file_name": name, "width": data.width, "height": data.height}
-                   for i, name in enumerate(names)],
+        "images": [
+            {"id": i + 1, "file_name": name, "width": data.width, "height": data.height} for i, name in enumerate(names)
+        ],
         "annotations": annotations,
     }
 
@@ -151,24 +170,40 @@ def to_youtube_vis(data: ExportSet, video_name: str = "video") -> dict:
     annotations = []
     for index, obj in enumerate(data.objects):
         masks = [_mask(data, obj, frame) for frame in range(data.num_frames)]
-        annotations.append({
-            "id": index + 1, "video_id": 1, "category_id": category[obj.label], "iscrowd": 0,
-            "width": data.width, "height": data.height, "length": 1,
-            "segmentations": [None if m is None else to_coco_rle(m) for m in masks],
-            "bboxes": [None if m is None else _box(m) for m in masks],
-            "areas": [None if m is None else int(m.sum()) for m in masks],
-        })
+        annotations.append(
+            {
+                "id": index + 1,
+                "video_id": 1,
+                "category_id": category[obj.label],
+                "iscrowd": 0,
+                "width": data.width,
+                "height": data.height,
+                "length": 1,
+                "segmentations": [None if m is None else to_coco_rle(m) for m in masks],
+                "bboxes": [None if m is None else _box(m) for m in masks],
+                "areas": [None if m is None else int(m.sum()) for m in masks],
+            }
+        )
     return {
         "info": {"description": "momentseg", "prompt": data.prompt},
         "categories": [{"id": i, "name": label, "supercategory": ""} for label, i in category.items()],
-        "videos": [{"id": 1, "name": video, "width": data.width, "height": data.height, "length": data.num_frames,
-                    "file_names": [f"{video}/{stem}.jpg" for stem in source_frame_stems(data)]}],
+        "videos": [
+            {
+                "id": 1,
+                "name": video,
+                "width": data.width,
+                "height": data.height,
+                "length": data.num_frames,
+                "file_names": [f"{video}/{stem}.jpg" for stem in source_frame_stems(data)],
+            }
+        ],
         "annotations": annotations,
     }
 
 
-def write_refvos_pngs(data: ExportSet, out: str | Path, video_name: str = "video",
-                      expression_ids: list[str] | None = None) -> Path:
+def write_refvos_pngs(
+    data: ExportSet, out: str | Path, video_name: str = "video", expression_ids: list[str] | None = None
+) -> Path:
     """``Annotations/<video>/<expression>/<frame>.png`` (0/255 grey, one expression per object, every frame)
     and ``meta_expressions.json``, as the Ref-YouTube-VOS and MeViS evaluation scripts read them."""
     root = Path(out)
@@ -187,7 +222,8 @@ def write_refvos_pngs(data: ExportSet, out: str | Path, video_name: str = "video
         for frame, stem in enumerate(stems):
             mask = _mask(data, obj, frame)
             Image.fromarray(((mask if mask is not None else empty) * 255).astype(np.uint8), mode="L").save(
-                folder / f"{stem}.png")
+                folder / f"{stem}.png"
+            )
         expressions[expression] = {"exp": obj.prompt or data.prompt}
     meta = {"videos": {video: {"expressions": expressions, "frames": stems}}}
     (root / "meta_expressions.json").write_text(json.dumps(meta, indent=2))

@@ -133,8 +133,15 @@ def interpolate_temporal_embeddings(pooled, num_frames: int) -> np.ndarray:
     return np.stack([np.interp(positions, np.arange(v.shape[0]), channel) for channel in v.T], axis=1)
 
 
-def frame_similarity(find_embedding, pooled, num_frames: int, tau: float = DEFAULT_TAU, *,
-                     interpolation: str = "features", sampled_frames=None) -> np.ndarray:
+def frame_similarity(
+    find_embedding,
+    pooled,
+    num_frames: int,
+    tau: float = DEFAULT_TAU,
+    *,
+    interpolation: str = "features",
+    sampled_frames=None,
+) -> np.ndarray:
     """s_j = σ(ℓ_j), the frame-query similarity on every one of the T frames.
 
     ``interpolation="features"`` (official): T^v is interpolated to T frames, then ℓ = cos/τ per frame.
@@ -146,8 +153,9 @@ def frame_similarity(find_embedding, pooled, num_frames: int, tau: float = DEFAU
     if interpolation == "scores":
         if sampled_frames is None:
             raise InvalidInputError("interpolation 'scores' needs the sampled frames")
-        return patch_scores_to_frames(sigmoid(frame_query_similarity(find_embedding, pooled, tau)), sampled_frames,
-                                      num_frames)
+        return patch_scores_to_frames(
+            sigmoid(frame_query_similarity(find_embedding, pooled, tau)), sampled_frames, num_frames
+        )
     raise InvalidInputError(f"interpolation must be 'features' or 'scores', got {interpolation!r}")
 
 
@@ -176,8 +184,9 @@ def longest_moment(probs, theta: float = DEFAULT_THETA) -> tuple[int, int]:
     return max(runs, key=lambda run: run[1] - run[0])
 
 
-def moment_around_center(probs, center: int, theta: float = DEFAULT_THETA, *, window: int | None = None
-                         ) -> tuple[int, int]:
+def moment_around_center(
+    probs, center: int, theta: float = DEFAULT_THETA, *, window: int | None = None
+) -> tuple[int, int]:
     """TSG post-processing as the project spec read the paper (an option): the moment [t0, t1].
 
     The maximal run of frames with p ≥ θ that contains c*; if p(c*) < θ, the run with the largest

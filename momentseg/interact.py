@@ -34,16 +34,19 @@ from momentseg.video import FrameSource
 MAX_PROMPTS = 8  # descriptions per request: each is one LMM pass
 POLYGON_TOLERANCE = 1.0  # pixels, as the pipeline's polygon output
 
-WHOLE_VIDEO_HINT = ("for the whole video, write '/segment <what to find>' as a comment on an issue in the job "
-                    "(docs/webhooks.md) or run 'momentseg cvat annotate'")
+WHOLE_VIDEO_HINT = (
+    "for the whole video, write '/segment <what to find>' as a comment on an issue in the job "
+    "(docs/webhooks.md) or run 'momentseg cvat annotate'"
+)
 
 REQUEST_SCHEMA = {
     "type": "object",
     "required": ["image"],
     "properties": {
         "image": {"type": "string", "minLength": 1},
-        "text_prompts": {"oneOf": [{"type": "string"},
-                                   {"type": "array", "items": {"type": "string"}, "maxItems": MAX_PROMPTS}]},
+        "text_prompts": {
+            "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": MAX_PROMPTS}]
+        },
         "pos_points": {"type": "array"},
         "neg_points": {"type": "array"},
         "obj_bbox": {"type": ["array", "null"]},
@@ -63,8 +66,9 @@ class Interaction:
     options: SegmentOptions
 
 
-def segment_image(pipeline: MomentSegPipeline, image: FrameSource, prompt: str,
-                  options: SegmentOptions) -> DecodedMask | None:
+def segment_image(
+    pipeline: MomentSegPipeline, image: FrameSource, prompt: str, options: SegmentOptions
+) -> DecodedMask | None:
     """The RefVOS pass on one image: p = text_hidden_fcs(h_[SEG]) from the LMM seeing the image, then
     SAM2's mask decoder prompted by p on that image's features; None when the model answers without
     [SEG]."""
@@ -72,8 +76,9 @@ def segment_image(pipeline: MomentSegPipeline, image: FrameSource, prompt: str,
     if embedding is None:
         return None
     model = pipeline.model
-    tracker = Sam2Tracker(model.predictor, image, prompt=embedding, dtype=model.lmm.dtype,
-                          mask_upsampling=options.mask_upsampling)
+    tracker = Sam2Tracker(
+        model.predictor, image, prompt=embedding, dtype=model.lmm.dtype, mask_upsampling=options.mask_upsampling
+    )
     return tracker.decode_prompt(0, embedding)
 
 
@@ -83,11 +88,16 @@ def mask_shape(mask: np.ndarray, confidence: float, label: str) -> dict[str, Any
     the annotator asks CVAT for polygons."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     top, bottom, left, right = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
-    bitmap = mask[top:bottom + 1, left:right + 1].astype(np.uint8).ravel().tolist()
+    bitmap = mask[top : bottom + 1, left : right + 1].astype(np.uint8).ravel().tolist()
     parts = [p for p in mask_to_polygons(mask, POLYGON_TOLERANCE) if len(p.exterior) >= 3]
     points = max(parts, key=lambda p: len(p.exterior)).flat() if parts else []
-    return {"label": label, "type": "mask", "points": points, "mask": [*bitmap, left, top, right, bottom],
-            "confidence": round(float(confidence), 4)}
+    return {
+        "label": label,
+        "type": "mask",
+        "points": points,
+        "mask": [*bitmap, left, top, right, bottom],
+        "confidence": round(float(confidence), 4),
+    }
 
 
 class InteractorService:
@@ -125,13 +135,21 @@ class InteractorService:
         prompts = [prompts] if isinstance(prompts, str) else prompts
         prompts = [p for p in prompts if p.strip()]
         if not prompts:
-            raise RequestError(400, "needs_text", "MomentSeg's interactor segments what a text describes and got "
-                               "no text: CVAT sends 'text_prompts' to interactors from API clients (CVAT >= 2.60), "
-                               f"its web UI sends points only; {WHOLE_VIDEO_HINT}")
+            raise RequestError(
+                400,
+                "needs_text",
+                "MomentSeg's interactor segments what a text describes and got "
+                "no text: CVAT sends 'text_prompts' to interactors from API clients (CVAT >= 2.60), "
+                f"its web UI sends points only; {WHOLE_VIDEO_HINT}",
+            )
         if request.get("pos_points") or request.get("neg_points") or request.get("obj_bbox"):
-            raise RequestError(400, "points_not_used", "MomentSeg's interactor segments from the text alone: send "
-                               "'text_prompts' without points or a box (correct a mask with a point interactor "
-                               "such as SAM2)")
+            raise RequestError(
+                400,
+                "points_not_used",
+                "MomentSeg's interactor segments from the text alone: send "
+                "'text_prompts' without points or a box (correct a mask with a point interactor "
+                "such as SAM2)",
+            )
         checked = []
         for index, prompt in enumerate(prompts):
             try:
@@ -139,8 +157,9 @@ class InteractorService:
             except InvalidInputError as error:
                 raise RequestError(400, "invalid_request", f"text_prompts[{index}]: {error}") from None
         if self.service.pipeline is None:
-            raise RequestError(503, "model_not_loaded",
-                               f"the model is not loaded: {self.service.load_error or 'unknown'}")
+            raise RequestError(
+                503, "model_not_loaded", f"the model is not loaded: {self.service.load_error or 'unknown'}"
+            )
         try:
             image = EncodedFrames([request["image"]], fps=1.0, max_pixels=self.service.limits.max_frame_pixels)
         except RequestError as error:
@@ -152,15 +171,20 @@ class InteractorService:
         limit = self.service.limits.max_body_bytes
         if isinstance(body, (bytes, bytearray, str)):
             if len(body) > limit:
-                raise RequestError(413, "request_too_large",
-                                   f"the request has more than {limit} bytes (MOMENTSEG_MAX_BODY_BYTES)")
+                raise RequestError(
+                    413, "request_too_large", f"the request has more than {limit} bytes (MOMENTSEG_MAX_BODY_BYTES)"
+                )
             try:
                 body = json.loads(body)
             except (ValueError, RecursionError):
                 raise RequestError(400, "malformed_json", "the request body is not JSON") from None
         if not isinstance(body, dict):
-            raise RequestError(400, "malformed_json", "the request body must be a JSON object: CVAT's interactor "
-                               "call {\"image\", \"text_prompts\", \"pos_points\", \"neg_points\"}")
+            raise RequestError(
+                400,
+                "malformed_json",
+                "the request body must be a JSON object: CVAT's interactor "
+                'call {"image", "text_prompts", "pos_points", "neg_points"}',
+            )
         try:
             jsonschema.validate(body, REQUEST_SCHEMA)
         except jsonschema.ValidationError as error:

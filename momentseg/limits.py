@@ -36,8 +36,9 @@ def image_size(data: bytes, max_pixels: int) -> tuple[int, int]:
             width, height = image.size
             orientation = image.getexif().get(_EXIF_ORIENTATION) if image.format == "JPEG" else None
     except Image.DecompressionBombError:
-        raise ImageTooLargeError(f"the image declares more pixels than can be opened safely; at most {max_pixels} "
-                                 "are accepted") from None
+        raise ImageTooLargeError(
+            f"the image declares more pixels than can be opened safely; at most {max_pixels} are accepted"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise InvalidInputError("not a JPEG or PNG image") from None
     if width < 1 or height < 1:
@@ -68,8 +69,9 @@ def numbers_from_env(settings: type[EnvSettings], env: Mapping[str, str]) -> dic
         try:
             value = kind(env[name])
         except ValueError:
-            raise InvalidInputError(f"{name} must be a {'whole ' if kind is int else ''}number, got "
-                                    f"'{env[name][:40]}'") from None
+            raise InvalidInputError(
+                f"{name} must be a {'whole ' if kind is int else ''}number, got '{env[name][:40]}'"
+            ) from None
         if not 0 < value < math.inf:
             raise InvalidInputError(f"{name} must be positive, got {env[name][:40]}")
         values[field.name] = value

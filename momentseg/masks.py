@@ -43,7 +43,7 @@ def to_cvat_rle(mask) -> list[float]:
         raise InvalidInputError("an empty mask has no CVAT RLE: mark the frame 'outside' instead")
     cols = np.flatnonzero(m.any(axis=0))
     left, top, right, bottom = int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])
-    flat = m[top:bottom + 1, left:right + 1].ravel()
+    flat = m[top : bottom + 1, left : right + 1].ravel()
     changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
     edges = np.concatenate([[0], changes, [flat.size]])
     runs = np.diff(edges).tolist()
@@ -54,6 +54,7 @@ def to_cvat_rle(mask) -> list[float]:
 
 def from_cvat_rle(points, width: int, height: int) -> np.ndarray:
     """Decode CVAT mask ``points`` to a bool [height, width] mask."""
+
     def problem(text: str) -> InvalidInputError:
         return InvalidInputError(f"invalid CVAT mask RLE for a {width}x{height} frame: {text}")
 
@@ -78,7 +79,7 @@ def from_cvat_rle(points, width: int, height: int) -> np.ndarray:
         raise problem(f"the runs cover {sum(runs)} pixels; the box has {box_height * box_width}")
     crop = np.repeat(np.arange(len(runs)) % 2 == 1, runs)
     mask = np.zeros((height, width), bool)
-    mask[top:bottom + 1, left:right + 1] = crop.reshape(box_height, box_width)
+    mask[top : bottom + 1, left : right + 1] = crop.reshape(box_height, box_width)
     return mask
 
 
@@ -97,7 +98,10 @@ def from_coco_rle(rle: dict) -> np.ndarray:
         if isinstance(counts, list):
             compressed = coco_mask.frPyObjects({"size": [height, width], "counts": counts}, height, width)
         else:
-            compressed = {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+            compressed = {
+                "size": [height, width],
+                "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+            }
         return coco_mask.decode(compressed).astype(bool)
     except (KeyError, TypeError, ValueError) as error:
         raise InvalidInputError(f"invalid COCO RLE: {error}") from error

@@ -44,12 +44,26 @@ SMALLEST_PIXELS = 4 * 28 * 28  # a budget below four merged patches leaves no im
 MAX_LABEL_CHARS = 200
 
 
-def option(default: Any, help: str, *, symbol: str | None = None, choices: typing.Iterable[str] | None = None,
-           minimum: float | None = None, maximum: float | None = None, none: tuple[Any, str] | None = None):
+def option(
+    default: Any,
+    help: str,
+    *,
+    symbol: str | None = None,
+    choices: typing.Iterable[str] | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    none: tuple[Any, str] | None = None,
+):
     """One option's declaration. ``none``: (the command-line value that stands for None, what None means),
     for options whose None is a setting of its own (JSON callers send null)."""
-    metadata = {"help": help, "symbol": symbol, "choices": tuple(choices) if choices is not None else None,
-                "minimum": minimum, "maximum": maximum, "none": none}
+    metadata = {
+        "help": help,
+        "symbol": symbol,
+        "choices": tuple(choices) if choices is not None else None,
+        "minimum": minimum,
+        "maximum": maximum,
+        "none": none,
+    }
     return field(default=default, metadata=metadata)
 
 
@@ -61,50 +75,85 @@ class SegmentOptions:
 
     # sampling (Sec. 3.2, Table 8)
     keyframes: int = option(8, "keyframes given to the [SEG] pass", symbol="N", minimum=1, maximum=64)
-    sampling: str = option("mcs", "how the keyframes are chosen: Moment-Centric Sampling or a Table 8 baseline",
-                           choices=SAMPLERS)
-    window: int | None = option(OFFICIAL_WINDOW, "moment window in frames around c* (official 5)", symbol="w",
-                                minimum=1, maximum=10_000, none=(0, "the spec's ⌊T/K + 0.5⌋"))
-    mcs_duplicates: str = option("uniform", "when MCS draws a frame twice: uniform keyframes (official) or fill "
-                                 "the budget (spec)", choices=("uniform", "fill"))
+    sampling: str = option(
+        "mcs", "how the keyframes are chosen: Moment-Centric Sampling or a Table 8 baseline", choices=SAMPLERS
+    )
+    window: int | None = option(
+        OFFICIAL_WINDOW,
+        "moment window in frames around c* (official 5)",
+        symbol="w",
+        minimum=1,
+        maximum=10_000,
+        none=(0, "the spec's ⌊T/K + 0.5⌋"),
+    )
+    mcs_duplicates: str = option(
+        "uniform",
+        "when MCS draws a frame twice: uniform keyframes (official) or fill the budget (spec)",
+        choices=("uniform", "fill"),
+    )
     # grounding (Sec. 3.1)
     threshold: float = option(0.4, "similarity threshold of the moment", symbol="θ", minimum=0, maximum=1)
-    moment_rule: str = option("longest", "the moment: the longest run above θ (official) or the run around c* "
-                              "(spec)", choices=MOMENT_RULES)
+    moment_rule: str = option(
+        "longest", "the moment: the longest run above θ (official) or the run around c* (spec)", choices=MOMENT_RULES
+    )
     sigma: float = option(1.0, "width of the Gaussian smoothing the similarity", symbol="σ", minimum=0, maximum=100)
-    tau: float = option(DEFAULT_TAU, "temperature of the frame-query similarity", symbol="τ", minimum=0.001,
-                        maximum=100)
-    similarity_interpolation: str = option("features", "similarity of frames the TSG pass skipped: from "
-                                           "interpolated features (official) or scores (paper)",
-                                           choices=("features", "scores"))
+    tau: float = option(
+        DEFAULT_TAU, "temperature of the frame-query similarity", symbol="τ", minimum=0.001, maximum=100
+    )
+    similarity_interpolation: str = option(
+        "features",
+        "similarity of frames the TSG pass skipped: from interpolated features (official) or scores (paper)",
+        choices=("features", "scores"),
+    )
     tsg_frames: int = option(100, "most frames the TSG pass sees (by linspace)", minimum=2, maximum=1000)
-    tsg_pixels: int = option(VIDEO_MAX_PIXELS, "most pixels per TSG frame (official RefVOS path 6·6·28²; the TSG "
-                             "evaluation 8·8·28²)", minimum=SMALLEST_PIXELS, maximum=1 << 24)
-    tsg_min_pixels: int = option(VIDEO_MIN_PIXELS, "fewest pixels per TSG frame", minimum=SMALLEST_PIXELS,
-                                 maximum=1 << 24)
-    find_prompt: str = option("refvos", "the [FIND] question: the RefVOS evaluation's, the TSG evaluation's or "
-                              "the paper's", choices=FIND_PROMPTS)
+    tsg_pixels: int = option(
+        VIDEO_MAX_PIXELS,
+        "most pixels per TSG frame (official RefVOS path 6·6·28²; the TSG evaluation 8·8·28²)",
+        minimum=SMALLEST_PIXELS,
+        maximum=1 << 24,
+    )
+    tsg_min_pixels: int = option(
+        VIDEO_MIN_PIXELS, "fewest pixels per TSG frame", minimum=SMALLEST_PIXELS, maximum=1 << 24
+    )
+    find_prompt: str = option(
+        "refvos",
+        "the [FIND] question: the RefVOS evaluation's, the TSG evaluation's or the paper's",
+        choices=FIND_PROMPTS,
+    )
     # segmentation (Sec. 3.3)
-    image_pixels: int = option(IMAGE_MAX_PIXELS, "most pixels per keyframe image", minimum=SMALLEST_PIXELS,
-                               maximum=1 << 24)
-    image_min_pixels: int = option(IMAGE_MIN_PIXELS, "fewest pixels per keyframe image (a maximum below it "
-                                   "lowers it)", minimum=SMALLEST_PIXELS, maximum=1 << 24)
+    image_pixels: int = option(
+        IMAGE_MAX_PIXELS, "most pixels per keyframe image", minimum=SMALLEST_PIXELS, maximum=1 << 24
+    )
+    image_min_pixels: int = option(
+        IMAGE_MIN_PIXELS,
+        "fewest pixels per keyframe image (a maximum below it lowers it)",
+        minimum=SMALLEST_PIXELS,
+        maximum=1 << 24,
+    )
     seg_prompt: str = option("refvos", "the [SEG] question", choices=SEG_PROMPTS)
-    force_answer: bool = option(False, "teacher-force 'It is [FIND].' / 'It is [SEG].' instead of generating "
-                                "the answers (random-weight test models)")
+    force_answer: bool = option(
+        False,
+        "teacher-force 'It is [FIND].' / 'It is [SEG].' instead of generating the answers (random-weight test models)",
+    )
     max_new_tokens: int = option(MAX_NEW_TOKENS, "most tokens of a generated answer", minimum=1, maximum=1024)
-    mask_upsampling: str = option("official", "SAM2 logits to video size: sam2's path (official) or direct",
-                                  choices=MASK_UPSAMPLING)
+    mask_upsampling: str = option(
+        "official", "SAM2 logits to video size: sam2's path (official) or direct", choices=MASK_UPSAMPLING
+    )
     # propagation (Sec. 3.4, Table 9)
     anchored_updating: bool = option(True, "BAP anchored updating of the memory (Table 9)")
     adaptive_cleaning: bool = option(True, "BAP adaptive memory cleaning (Table 9)")
     bidirectional: bool = option(True, "BAP propagation backward from the start frame as well as forward (Table 9)")
-    lam: float = option(0.9, "an anchor updates the track when Π S^t < λ·S^p (Eq. 8)", symbol="λ",
-                        minimum=0, maximum=1)
-    bap_score: str = option("presence", "S^t and S^p: σ(object score) (official) or IoU·σ(object score) (spec)",
-                            choices=SCORES)
-    clear_reach: int | None = option(7, "a memory clear removes tracked frames within this many frames",
-                                     minimum=0, maximum=10_000, none=(-1, "all tracked memory"))
+    lam: float = option(0.9, "an anchor updates the track when Π S^t < λ·S^p (Eq. 8)", symbol="λ", minimum=0, maximum=1)
+    bap_score: str = option(
+        "presence", "S^t and S^p: σ(object score) (official) or IoU·σ(object score) (spec)", choices=SCORES
+    )
+    clear_reach: int | None = option(
+        7,
+        "a memory clear removes tracked frames within this many frames",
+        minimum=0,
+        maximum=10_000,
+        none=(-1, "all tracked memory"),
+    )
     # output
     output: str = option("mask", "per-frame masks, or polygons (a polygon track in CVAT)", choices=("mask", "polygon"))
     polygon_tolerance: float = option(1.0, "polygon simplification in pixels", minimum=0, maximum=100)
@@ -144,10 +193,19 @@ class Declaration:
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary (the browser API, the CVAT plugin, ``momentseg options``); keys that do not
         apply (choices, minimum, maximum, symbol, null_means) are left out."""
-        described = {"name": self.name, "type": self.json_type, "nullable": self.nullable, "default": self.default,
-                     "choices": list(self.choices) if self.choices else None, "minimum": self.minimum,
-                     "maximum": self.maximum, "help": self.help, "symbol": self.symbol, "flag": self.flag,
-                     "null_means": self.none[1] if self.none else None}
+        described = {
+            "name": self.name,
+            "type": self.json_type,
+            "nullable": self.nullable,
+            "default": self.default,
+            "choices": list(self.choices) if self.choices else None,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "help": self.help,
+            "symbol": self.symbol,
+            "flag": self.flag,
+            "null_means": self.none[1] if self.none else None,
+        }
         return {key: value for key, value in described.items() if value is not None}
 
 
@@ -158,8 +216,11 @@ def declarations() -> tuple[Declaration, ...]:
     for item in fields(SegmentOptions):
         kinds = [t for t in typing.get_args(hints[item.name]) or (hints[item.name],) if t is not type(None)]
         assert len(kinds) == 1 and item.default is not MISSING, f"option {item.name}: one type and a default"
-        declared.append(Declaration(item.name, kinds[0], type(None) in typing.get_args(hints[item.name]),
-                                    item.default, **item.metadata))
+        declared.append(
+            Declaration(
+                item.name, kinds[0], type(None) in typing.get_args(hints[item.name]), item.default, **item.metadata
+            )
+        )
     return tuple(declared)
 
 
@@ -193,8 +254,7 @@ def check_value(declared: Declaration, value: Any) -> None:
             raise InvalidInputError(f"{name} must have 1 to {MAX_LABEL_CHARS} characters")
         return
     if not isinstance(value, (int, float)) or (declared.type is int and not isinstance(value, int)):
-        raise InvalidInputError(f"{name} must be {'an integer' if declared.type is int else 'a number'}, "
-                                f"got {value!r}")
+        raise InvalidInputError(f"{name} must be {'an integer' if declared.type is int else 'a number'}, got {value!r}")
     low = -math.inf if declared.minimum is None else declared.minimum
     high = math.inf if declared.maximum is None else declared.maximum
     if not (math.isfinite(value) and low <= value <= high):
@@ -208,8 +268,16 @@ def parse_value(declared: Declaration, text: str) -> Any:
         return None
     value: bool | int | float | str
     if declared.type is bool:
-        words = {"true": True, "yes": True, "on": True, "1": True,
-                 "false": False, "no": False, "off": False, "0": False}
+        words = {
+            "true": True,
+            "yes": True,
+            "on": True,
+            "1": True,
+            "false": False,
+            "no": False,
+            "off": False,
+            "0": False,
+        }
         if text.lower() not in words:
             raise InvalidInputError(f"{declared.name} takes yes or no, got '{text[:40]}'")
         value = words[text.lower()]
@@ -226,6 +294,7 @@ def parse_value(declared: Declaration, text: str) -> Any:
 
 
 # --- the command line -----------------------------------------------------------------------------------------
+
 
 def _help(declared: Declaration) -> str:
     symbol = f"{declared.symbol}: " if declared.symbol else ""
@@ -254,12 +323,23 @@ def add_option_flags(parser: argparse.ArgumentParser, title: str = "method optio
     group = parser.add_argument_group(title, "see 'momentseg options' and docs/method.md")
     for declared in declarations():
         if declared.type is bool:
-            group.add_argument(declared.flag, dest=declared.name, action="store_const", const=not declared.default,
-                               default=argparse.SUPPRESS, help=_help(declared))
+            group.add_argument(
+                declared.flag,
+                dest=declared.name,
+                action="store_const",
+                const=not declared.default,
+                default=argparse.SUPPRESS,
+                help=_help(declared),
+            )
         else:
-            group.add_argument(declared.flag, dest=declared.name, type=_argument_type(declared),
-                               default=argparse.SUPPRESS, metavar=declared.name.upper() if not declared.choices
-                               else "{" + ",".join(declared.choices) + "}", help=_help(declared))
+            group.add_argument(
+                declared.flag,
+                dest=declared.name,
+                type=_argument_type(declared),
+                default=argparse.SUPPRESS,
+                metavar=declared.name.upper() if not declared.choices else "{" + ",".join(declared.choices) + "}",
+                help=_help(declared),
+            )
 
 
 def given_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -274,12 +354,15 @@ def options_from_args(args: argparse.Namespace) -> SegmentOptions:
 
 # --- requests to the function and ``momentseg serve`` ---------------------------------------------------------
 
+
 def request_properties() -> dict[str, Any]:
     """The JSON Schema properties of the options in a request (merged into segment_request.schema.json)."""
     properties = {}
     for declared in declarations():
-        schema: dict[str, Any] = {"type": [declared.json_type, "null"] if declared.nullable else declared.json_type,
-                                  "description": _help(declared)}
+        schema: dict[str, Any] = {
+            "type": [declared.json_type, "null"] if declared.nullable else declared.json_type,
+            "description": _help(declared),
+        }
         if declared.choices is not None:
             schema["enum"] = list(declared.choices) + ([None] if declared.nullable else [])
         elif declared.type is str:

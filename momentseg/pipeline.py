@@ -100,34 +100,53 @@ class MomentSegPipeline:
         total = len(frames)
         sampled = tsg_frame_indices(total, options.tsg_frames)
         states = self.model.lmm.encode_tsg(
-            (frames[int(i)] for i in sampled), prompt, min_pixels=min(options.tsg_min_pixels, options.tsg_pixels),
-            max_pixels=options.tsg_pixels, style=options.find_prompt, force_answer=options.force_answer,
-            max_new_tokens=options.max_new_tokens)
+            (frames[int(i)] for i in sampled),
+            prompt,
+            min_pixels=min(options.tsg_min_pixels, options.tsg_pixels),
+            max_pixels=options.tsg_pixels,
+            style=options.find_prompt,
+            force_answer=options.force_answer,
+            max_new_tokens=options.max_new_tokens,
+        )
         head = self.model.find_head
         if states.find is None or head is None:
             return Grounding(None, None, states.answer)
         with torch.inference_mode():
             find = head(states.find).float().cpu().numpy()
             pooled = head(states.frame_tokens).mean(dim=1).float().cpu().numpy()
-        raw = frame_similarity(find, pooled, total, options.tau, interpolation=options.similarity_interpolation,
-                               sampled_frames=sampled)
+        raw = frame_similarity(
+            find, pooled, total, options.tau, interpolation=options.similarity_interpolation, sampled_frames=sampled
+        )
         return Grounding(raw, smooth_similarity(raw, options.sigma), states.answer)
 
-    def prompt_embedding(self, frames: FrameSource, keyframes: np.ndarray, prompt: str,
-                         options: SegmentOptions) -> tuple[torch.Tensor | None, str]:
+    def prompt_embedding(
+        self, frames: FrameSource, keyframes: np.ndarray, prompt: str, options: SegmentOptions
+    ) -> tuple[torch.Tensor | None, str]:
         """RefVOS pass: p = text_hidden_fcs(h_SEG) over the keyframes as images ("one token seg all"), or
         None when the model answers without [SEG]; and the answer."""
         state = self.model.lmm.encode_seg(
-            (frames[int(k)] for k in keyframes), prompt, min_pixels=min(options.image_min_pixels, options.image_pixels),
-            max_pixels=options.image_pixels, style=options.seg_prompt, force_answer=options.force_answer,
-            max_new_tokens=options.max_new_tokens)
+            (frames[int(k)] for k in keyframes),
+            prompt,
+            min_pixels=min(options.image_min_pixels, options.image_pixels),
+            max_pixels=options.image_pixels,
+            style=options.seg_prompt,
+            force_answer=options.force_answer,
+            max_new_tokens=options.max_new_tokens,
+        )
         if state.seg is None:
             return None, state.answer
         with torch.inference_mode():
             return self.model.seg_projector(state.seg).float(), state.answer
 
-    def run(self, frames: FrameSource, prompt: str, options: SegmentOptions | None = None, *,
-            human_anchors: Mapping[int, np.ndarray] | None = None, progress: Progress | None = None) -> SegmentResult:
+    def run(
+        self,
+        frames: FrameSource,
+        prompt: str,
+        options: SegmentOptions | None = None,
+        *,
+        human_anchors: Mapping[int, np.ndarray] | None = None,
+        progress: Progress | None = None,
+    ) -> SegmentResult:
         options = options or SegmentOptions()
         prompt = validate_prompt(prompt)
         if len(frames) == 0:
@@ -139,8 +158,14 @@ class MomentSegPipeline:
             if store is not frames:
                 store.close()
 
-    def _run(self, frames: FrameSource, prompt: str, options: SegmentOptions, human_anchors: Mapping[int, np.ndarray],
-             report: Progress) -> SegmentResult:
+    def _run(
+        self,
+        frames: FrameSource,
+        prompt: str,
+        options: SegmentOptions,
+        human_anchors: Mapping[int, np.ndarray],
+        report: Progress,
+    ) -> SegmentResult:
         timer = _Timer()
         total = len(frames)
         with timer.stage("decode_first_frame"):
@@ -156,11 +181,14 @@ class MomentSegPipeline:
                 grounding = self.ground(frames, prompt, options)
             report("grounding", 1, 1)
             if grounding.similarity is None:
-                reasons.append(f"the model answered without [FIND] ('{grounding.answer}'): no moment is predicted "
-                               "and keyframes are sampled uniformly")
+                reasons.append(
+                    f"the model answered without [FIND] ('{grounding.answer}'): no moment is predicted "
+                    "and keyframes are sampled uniformly"
+                )
         else:
-            reasons.append("the checkpoint has no [FIND] head: no moment is predicted and keyframes are sampled "
-                           "uniformly")
+            reasons.append(
+                "the checkpoint has no [FIND] head: no moment is predicted and keyframes are sampled uniformly"
+            )
         similarity = grounding.similarity
 
         # 2. MCS (or a baseline): keyframes, moment centre c*, moment
@@ -179,9 +207,14 @@ class MomentSegPipeline:
         if embedding is None:
             reasons.append(f"the model answered without [SEG] ('{seg_answer}'): no masks")
         else:
-            tracker = Sam2Tracker(self.model.predictor, frames, prompt=embedding, dtype=self.model.lmm.dtype,
-                                  mask_upsampling=options.mask_upsampling,
-                                  on_frame=lambda: report("propagation", len(results), total))
+            tracker = Sam2Tracker(
+                self.model.predictor,
+                frames,
+                prompt=embedding,
+                dtype=self.model.lmm.dtype,
+                mask_upsampling=options.mask_upsampling,
+                on_frame=lambda: report("propagation", len(results), total),
+            )
             with timer.stage("refvos"):
                 anchors = []
                 for frame in keyframes:
@@ -193,10 +226,19 @@ class MomentSegPipeline:
             # 4. BAP: SAM2 propagation from c*, forward then backward, re-anchored at the keyframes (Eq. 8)
             score = SCORES[options.bap_score]
             bap = BidirectionalAnchorPropagation(
-                tracker, anchors, start, total,
-                BAPOptions(anchored_updating=options.anchored_updating, adaptive_cleaning=options.adaptive_cleaning,
-                           bidirectional=options.bidirectional, lam=options.lam, clear_reach=options.clear_reach,
-                           tracking_score=score, prompt_score=score),
+                tracker,
+                anchors,
+                start,
+                total,
+                BAPOptions(
+                    anchored_updating=options.anchored_updating,
+                    adaptive_cleaning=options.adaptive_cleaning,
+                    bidirectional=options.bidirectional,
+                    lam=options.lam,
+                    clear_reach=options.clear_reach,
+                    tracking_score=score,
+                    prompt_score=score,
+                ),
             )
             keyframe_set = set(int(k) for k in keyframes) | set(human)
             with timer.stage("propagation"):
@@ -210,23 +252,33 @@ class MomentSegPipeline:
         with timer.stage("encode"):
             tracks = _tracks(results, options.label)
         return SegmentResult(
-            prompt=prompt, num_frames=total, width=width, height=height, fps=float(frames.fps),
-            moment=moment, moment_reason="; ".join(reasons) or None, center_frame=int(start),
+            prompt=prompt,
+            num_frames=total,
+            width=width,
+            height=height,
+            fps=float(frames.fps),
+            moment=moment,
+            moment_reason="; ".join(reasons) or None,
+            center_frame=int(start),
             keyframes=[int(k) for k in keyframes],
             similarity=None if similarity is None else [round(float(v), 6) for v in similarity],
-            tracks=tracks, model=self.model.info.to_dict(),
+            tracks=tracks,
+            model=self.model.info.to_dict(),
             options={**asdict(options), "sampling": sampling},
-            timings=timer.timings, decisions=decisions,
+            timings=timer.timings,
+            decisions=decisions,
             frame_names=list(getattr(frames, "names", [])) or None,
             moment_center=None if center is None else int(center),
-            similarity_raw=None if grounding.similarity_raw is None
+            similarity_raw=None
+            if grounding.similarity_raw is None
             else [round(float(v), 6) for v in grounding.similarity_raw],
             answers={"find": grounding.answer or None, "seg": seg_answer},
         )
 
 
-def _keyframes(similarity: np.ndarray | None, total: int, options: SegmentOptions
-               ) -> tuple[np.ndarray, int, int | None, str]:
+def _keyframes(
+    similarity: np.ndarray | None, total: int, options: SegmentOptions
+) -> tuple[np.ndarray, int, int | None, str]:
     """Keyframes, the frame BAP starts from, c* and the sampler used.
 
     MCS gives c* as the start; when it fell back to uniform keyframes, or without a similarity, BAP starts
@@ -237,8 +289,9 @@ def _keyframes(similarity: np.ndarray | None, total: int, options: SegmentOption
     if similarity is None and sampling in SIMILARITY_SAMPLERS:
         sampling = "uniform"
     if sampling == "mcs":
-        keyframes, mcs_center = moment_centric_sampling(similarity, options.keyframes, window=options.window,
-                                                        duplicates=options.mcs_duplicates)
+        keyframes, mcs_center = moment_centric_sampling(
+            similarity, options.keyframes, window=options.window, duplicates=options.mcs_duplicates
+        )
         start = mcs_center if mcs_center is not None else int(keyframes[len(keyframes) // 2])
         return keyframes, int(start), center, sampling
     curve = similarity if similarity is not None else np.ones(total)
@@ -256,18 +309,24 @@ def _moment(similarity: np.ndarray, center: int, options: SegmentOptions, fps: f
         window = options.window or default_window(similarity.size, options.keyframes)
         start, end = moment_around_center(similarity, center, options.threshold, window=window)
     start_sec, end_sec = moment_seconds(start, end, fps)
-    return Moment(start, end, round(start_sec, 4), round(end_sec, 4), round(float(similarity[start:end + 1].mean()), 4))
+    return Moment(
+        start, end, round(start_sec, 4), round(end_sec, 4), round(float(similarity[start : end + 1].mean()), 4)
+    )
 
 
-def _validated_human_anchors(anchors: Mapping[int, np.ndarray], total: int, height: int, width: int) -> dict[int, np.ndarray]:
+def _validated_human_anchors(
+    anchors: Mapping[int, np.ndarray], total: int, height: int, width: int
+) -> dict[int, np.ndarray]:
     checked = {}
     for frame, mask in anchors.items():
         if not 0 <= int(frame) < total:
             raise InvalidInputError(f"anchor frame {frame} is outside the video's {total} frames")
         mask = np.asarray(mask).astype(bool)
         if mask.shape != (height, width):
-            raise InvalidInputError(f"anchor mask at frame {frame} has shape {mask.shape}; the video's frames are "
-                                    f"{height}x{width} (height x width)")
+            raise InvalidInputError(
+                f"anchor mask at frame {frame} has shape {mask.shape}; the video's frames are "
+                f"{height}x{width} (height x width)"
+            )
         checked[int(frame)] = mask
     return checked
 

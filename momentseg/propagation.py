@@ -221,14 +221,19 @@ class BidirectionalAnchorPropagation:
         scores: list[float] = []  # S^t of the frames tracked since the last clear
         for frame in range(self.start, stop, step):
             anchor = self._anchors.get(frame) if (frame - self.start) * step >= 0 else None
-            if (anchor is not None and frame != self.start and (frame in memory or self.options.adaptive_cleaning)
-                    and self._decide(anchor, scores, reverse, frame in memory)):
+            if (
+                anchor is not None
+                and frame != self.start
+                and (frame in memory or self.options.adaptive_cleaning)
+                and self._decide(anchor, scores, reverse, frame in memory)
+            ):
                 scores = []
                 memory.add(frame)
             if anchor is not None and frame in memory:
                 if not (reverse and frame == self.start):  # the start frame's output comes from the forward pass
-                    yield PropagatedFrame(frame, anchor.mask, self._prompt_score(anchor), anchor=True,
-                                          human=anchor.human)
+                    yield PropagatedFrame(
+                        frame, anchor.mask, self._prompt_score(anchor), anchor=True, human=anchor.human
+                    )
                 continue
             tracked = self.tracker.track(frame, reverse=reverse)
             if tracked.frame != frame:
@@ -246,6 +251,17 @@ class BidirectionalAnchorPropagation:
         removed = self.tracker.clear_around(anchor.frame, self.options.clear_reach) if cleared else []
         if cleared and not is_memory:
             self.tracker.condition(anchor.frame, anchor.mask)
-        self.decisions.append(AnchorDecision(anchor.frame, reverse, tracking, prompt_score, update, cleared,
-                                             is_memory or cleared, anchor.human, list(removed)))
+        self.decisions.append(
+            AnchorDecision(
+                anchor.frame,
+                reverse,
+                tracking,
+                prompt_score,
+                update,
+                cleared,
+                is_memory or cleared,
+                anchor.human,
+                list(removed),
+            )
+        )
         return cleared

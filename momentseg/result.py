@@ -115,8 +115,9 @@ class SegmentResult:
             start, end = numbers[self.moment.start_frame], numbers[self.moment.end_frame]
             # seconds are the video's, as the frames are: a run over frames 20-39 is not at 0 s
             start_sec, end_sec = moment_seconds(start, end, self.fps)
-            data["moment"].update(start_frame=start, end_frame=end, start_sec=round(start_sec, 4),
-                                  end_sec=round(end_sec, 4))
+            data["moment"].update(
+                start_frame=start, end_frame=end, start_sec=round(start_sec, 4), end_sec=round(end_sec, 4)
+            )
         for track in data["tracks"]:
             for shape in track["shapes"]:
                 shape["frame"] = numbers[shape["frame"]]
@@ -142,13 +143,19 @@ class SegmentResult:
         _whole(data, "center_frame", 0, num_frames - 1)
         _check(isinstance(data["prompt"], str), "prompt", "text")
         _check(_is_number(data["fps"]) and data["fps"] > 0, "fps", "a positive number")
-        _check(isinstance(data["keyframes"], list) and all(_is_whole(k) and 0 <= k < num_frames
-                                                           for k in data["keyframes"]),
-               "keyframes", f"a list of frames from 0 to {num_frames - 1}")
+        _check(
+            isinstance(data["keyframes"], list)
+            and all(_is_whole(k) and 0 <= k < num_frames for k in data["keyframes"]),
+            "keyframes",
+            f"a list of frames from 0 to {num_frames - 1}",
+        )
         for key in ("similarity", "similarity_raw"):
             value = data.get(key)
-            _check(value is None or (isinstance(value, list) and all(_is_number(v) for v in value)), key,
-                   "null or a list of numbers")
+            _check(
+                value is None or (isinstance(value, list) and all(_is_number(v) for v in value)),
+                key,
+                "null or a list of numbers",
+            )
         _check(isinstance(data["tracks"], list), "tracks", "a list")
         values = {k: v for k, v in data.items() if k in names}
         values["moment"] = _moment(data["moment"], num_frames)
@@ -157,8 +164,9 @@ class SegmentResult:
 
 
 def _json_type(value: Any) -> str:
-    return {list: "list", str: "string", bool: "boolean", int: "number", float: "number",
-            type(None): "null"}.get(type(value), type(value).__name__)
+    return {list: "list", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def _is_whole(value: object) -> TypeGuard[int]:
@@ -184,33 +192,57 @@ def _whole(data: dict, key: str, low: int, high: int) -> int:
 def _moment(value: Any, num_frames: int) -> Moment | None:
     if not value:
         return None
-    _check(isinstance(value, dict) and {f.name for f in fields(Moment)} <= value.keys(), "moment",
-           "null or an object with start_frame, end_frame, start_sec, end_sec and score")
+    _check(
+        isinstance(value, dict) and {f.name for f in fields(Moment)} <= value.keys(),
+        "moment",
+        "null or an object with start_frame, end_frame, start_sec, end_sec and score",
+    )
     start, end = _whole(value, "start_frame", 0, num_frames - 1), _whole(value, "end_frame", 0, num_frames - 1)
-    _check(start <= end and all(_is_number(value[k]) for k in ("start_sec", "end_sec", "score")), "moment",
-           "a range with start_frame ≤ end_frame and numbers for its seconds and score")
+    _check(
+        start <= end and all(_is_number(value[k]) for k in ("start_sec", "end_sec", "score")),
+        "moment",
+        "a range with start_frame ≤ end_frame and numbers for its seconds and score",
+    )
     return Moment(start, end, value["start_sec"], value["end_sec"], value["score"])
 
 
 def _track(value: Any, index: int, num_frames: int) -> Track:
     where = f"tracks[{index}]"
-    _check(isinstance(value, dict) and isinstance(value.get("label"), str) and isinstance(value.get("shapes"), list),
-           where, "an object with a label (text) and shapes (a list)")
+    _check(
+        isinstance(value, dict) and isinstance(value.get("label"), str) and isinstance(value.get("shapes"), list),
+        where,
+        "an object with a label (text) and shapes (a list)",
+    )
     shapes = []
     for number, shape in enumerate(value["shapes"]):
         place = f"{where}.shapes[{number}]"
-        _check(isinstance(shape, dict) and {f.name for f in fields(Shape)} <= shape.keys(), place,
-               "an object with frame, type, points, keyframe, outside and score")
-        _check(_is_whole(shape["frame"]) and 0 <= shape["frame"] < num_frames, f"{place}.frame",
-               f"a frame from 0 to {num_frames - 1}")
+        _check(
+            isinstance(shape, dict) and {f.name for f in fields(Shape)} <= shape.keys(),
+            place,
+            "an object with frame, type, points, keyframe, outside and score",
+        )
+        _check(
+            _is_whole(shape["frame"]) and 0 <= shape["frame"] < num_frames,
+            f"{place}.frame",
+            f"a frame from 0 to {num_frames - 1}",
+        )
         _check(shape["type"] in ("mask", "polygon"), f"{place}.type", "'mask' or 'polygon'")
-        _check(isinstance(shape["points"], list) and all(_is_number(v) for v in shape["points"]),
-               f"{place}.points", "a list of numbers")
-        _check(isinstance(shape["keyframe"], bool) and isinstance(shape["outside"], bool), place,
-               "an object whose keyframe and outside are true or false")
+        _check(
+            isinstance(shape["points"], list) and all(_is_number(v) for v in shape["points"]),
+            f"{place}.points",
+            "a list of numbers",
+        )
+        _check(
+            isinstance(shape["keyframe"], bool) and isinstance(shape["outside"], bool),
+            place,
+            "an object whose keyframe and outside are true or false",
+        )
         _check(_is_number(shape["score"]), f"{place}.score", "a number")
         if shape["type"] == "polygon":
-            _check(len(shape["points"]) >= 6 and len(shape["points"]) % 2 == 0, f"{place}.points",
-                   "x, y pairs of at least 3 polygon vertices")
+            _check(
+                len(shape["points"]) >= 6 and len(shape["points"]) % 2 == 0,
+                f"{place}.points",
+                "x, y pairs of at least 3 polygon vertices",
+            )
         shapes.append(Shape(**{f.name: shape[f.name] for f in fields(Shape)}))
     return Track(value["label"], shapes)

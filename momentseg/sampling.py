@@ -153,8 +153,9 @@ def _fill_to_budget(draws: np.ndarray, smoothed: np.ndarray) -> np.ndarray:
     return np.flatnonzero(used)
 
 
-def moment_centric_sampling(smoothed, k: int, *, window: int | None = OFFICIAL_WINDOW,
-                            duplicates: str = "uniform") -> tuple[np.ndarray, int | None]:
+def moment_centric_sampling(
+    smoothed, k: int, *, window: int | None = OFFICIAL_WINDOW, duplicates: str = "uniform"
+) -> tuple[np.ndarray, int | None]:
     """Moment-Centric Sampling (paper §3.2.2, Eq. 6-7; official ``proportional_weighted_sampling``).
 
     ``smoothed`` is S (see :func:`smooth_similarity`). Finds c* (Eq. 6), splits the other K - 1 frames

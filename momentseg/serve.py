@@ -64,15 +64,21 @@ class ServeSettings:
     max_buffered_bytes: int = 2 << 30
 
     ENV: ClassVar[Mapping[str, str]] = {
-           "max_body_bytes": "MOMENTSEG_MAX_BODY_BYTES", "header_timeout_s": "MOMENTSEG_HEADER_TIMEOUT",
-           "read_timeout_s": "MOMENTSEG_READ_TIMEOUT", "body_timeout_s": "MOMENTSEG_BODY_TIMEOUT",
-           "keep_alive_s": "MOMENTSEG_KEEP_ALIVE_TIMEOUT", "max_pending": "MOMENTSEG_MAX_PENDING",
-           "max_buffered_bytes": "MOMENTSEG_MAX_BUFFERED_BYTES"}
+        "max_body_bytes": "MOMENTSEG_MAX_BODY_BYTES",
+        "header_timeout_s": "MOMENTSEG_HEADER_TIMEOUT",
+        "read_timeout_s": "MOMENTSEG_READ_TIMEOUT",
+        "body_timeout_s": "MOMENTSEG_BODY_TIMEOUT",
+        "keep_alive_s": "MOMENTSEG_KEEP_ALIVE_TIMEOUT",
+        "max_pending": "MOMENTSEG_MAX_PENDING",
+        "max_buffered_bytes": "MOMENTSEG_MAX_BUFFERED_BYTES",
+    }
 
     def __post_init__(self) -> None:
         if self.max_buffered_bytes < self.max_body_bytes:
-            raise InvalidInputError(f"MOMENTSEG_MAX_BUFFERED_BYTES ({self.max_buffered_bytes}) must be at least "
-                                    f"MOMENTSEG_MAX_BODY_BYTES ({self.max_body_bytes}): one request must fit")
+            raise InvalidInputError(
+                f"MOMENTSEG_MAX_BUFFERED_BYTES ({self.max_buffered_bytes}) must be at least "
+                f"MOMENTSEG_MAX_BODY_BYTES ({self.max_body_bytes}): one request must fit"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServeSettings:
@@ -88,8 +94,13 @@ class BodyBudget:
 
     def take(self, count: int) -> None:
         if self.held + count > self.limit:
-            raise HTTPError(503, "busy", f"other requests hold {self.held} bytes of the {self.limit} this server "
-                            "buffers (MOMENTSEG_MAX_BUFFERED_BYTES): try again later", {"Retry-After": "30"})
+            raise HTTPError(
+                503,
+                "busy",
+                f"other requests hold {self.held} bytes of the {self.limit} this server "
+                "buffers (MOMENTSEG_MAX_BUFFERED_BYTES): try again later",
+                {"Retry-After": "30"},
+            )
         self.held += count
 
     def give(self, count: int) -> None:
@@ -117,8 +128,9 @@ async def read_body(request: Request, settings: ServeSettings, budget: BodyBudge
     (503) before more is read, or when it stops arriving (408). What was taken from ``budget`` is the
     caller's to give back once the body is no longer held; on a refusal it is given back here."""
     limit = settings.max_body_bytes
-    too_large = HTTPError(413, "request_too_large",
-                          f"the request has more than {limit} bytes (MOMENTSEG_MAX_BODY_BYTES)")
+    too_large = HTTPError(
+        413, "request_too_large", f"the request has more than {limit} bytes (MOMENTSEG_MAX_BODY_BYTES)"
+    )
     declared = request.headers.get("content-length")
     if declared is not None and int(declared) > limit:  # h11 has checked it is a number
         raise too_large
@@ -130,9 +142,13 @@ async def read_body(request: Request, settings: ServeSettings, budget: BodyBudge
             try:
                 message = await asyncio.wait_for(request.receive(), max(wait, 0.0))
             except TimeoutError:
-                raise HTTPError(408, "request_timeout", f"the request body did not arrive in time (at most "
-                                f"{settings.read_timeout_s:g} s between parts, "
-                                f"{settings.body_timeout_s:g} s in all)") from None
+                raise HTTPError(
+                    408,
+                    "request_timeout",
+                    f"the request body did not arrive in time (at most "
+                    f"{settings.read_timeout_s:g} s between parts, "
+                    f"{settings.body_timeout_s:g} s in all)",
+                ) from None
             if message["type"] == "http.disconnect":
                 raise ClientGone()
             part = message.get("body", b"")
@@ -188,9 +204,13 @@ def _segment_endpoint(service: SegmentService, settings: ServeSettings):
             try:
                 acquired = await _first(model_lock.acquire(), gone, timeout=max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                raise RequestError(503, "busy", f"the model was busy with other requests for "
-                                   f"{service.limits.request_timeout_s:g} s: try again later",
-                                   headers={"Retry-After": "30"}) from None
+                raise RequestError(
+                    503,
+                    "busy",
+                    f"the model was busy with other requests for "
+                    f"{service.limits.request_timeout_s:g} s: try again later",
+                    headers={"Retry-After": "30"},
+                ) from None
             await acquired
             try:
                 cancel = threading.Event()
@@ -250,14 +270,17 @@ def _run_routes(runs: TaskRuns, settings: ServeSettings) -> list[Route]:
     async def cancel(request: Request, token):
         return 200, runs.cancel(request.path_params["run_id"], token).status(), None
 
-    return [Route("/runs", answering(submit), methods=["POST"]),
-            Route("/runs/{run_id}", answering(poll), methods=["GET"]),
-            Route("/runs/{run_id}", answering(cancel), methods=["DELETE"]),
-            Route("/runs/{run_id}/result", answering(result), methods=["GET"])]
+    return [
+        Route("/runs", answering(submit), methods=["POST"]),
+        Route("/runs/{run_id}", answering(poll), methods=["GET"]),
+        Route("/runs/{run_id}", answering(cancel), methods=["DELETE"]),
+        Route("/runs/{run_id}/result", answering(result), methods=["GET"]),
+    ]
 
 
-def create_app(service: SegmentService, settings: ServeSettings = ServeSettings(), *,
-               routes: Sequence[BaseRoute] = ()) -> Starlette:
+def create_app(
+    service: SegmentService, settings: ServeSettings = ServeSettings(), *, routes: Sequence[BaseRoute] = ()
+) -> Starlette:
     """``POST /`` segments, ``GET /health`` reports whether the model is loaded, ``/runs`` holds task
     runs; ``routes`` are mounted beside them (their endpoints may use ``read_body`` and raise ``HTTPError``)."""
 
@@ -268,36 +291,48 @@ def create_app(service: SegmentService, settings: ServeSettings = ServeSettings(
     from momentseg.service_runs import TaskRuns
 
     runs = TaskRuns(service)
-    app = protected_app([Route("/", _segment_endpoint(service, settings), methods=["POST"]),
-                         Route("/health", health, methods=["GET"]), *_run_routes(runs, settings), *routes],
-                        settings)
+    app = protected_app(
+        [
+            Route("/", _segment_endpoint(service, settings), methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+            *_run_routes(runs, settings),
+            *routes,
+        ],
+        settings,
+    )
     app.state.service = service
     app.state.runs = runs
     return app
 
 
-def protected_app(routes: Sequence[BaseRoute], settings: ServeSettings, *,
-                  hint: str = "POST a request to / (see docs/api.md)") -> Starlette:
+def protected_app(
+    routes: Sequence[BaseRoute], settings: ServeSettings, *, hint: str = "POST a request to / (see docs/api.md)"
+) -> Starlette:
     """A Starlette app of ``routes`` with this server's protections: every error (404, 405, ``HTTPError``,
     an endpoint's crash) answered as JSON without internals, and the ``max_pending`` admission limit.
     ``hint`` tells a caller of an unknown path where to go."""
 
     async def http_exception(request: Request, error: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-        message = {404: f"no such endpoint: {hint}",
-                   405: f"{request.method} is not allowed here"}.get(error.status_code, str(error.detail))
+        message = {404: f"no such endpoint: {hint}", 405: f"{request.method} is not allowed here"}.get(
+            error.status_code, str(error.detail)
+        )
         return json_error(error.status_code, code, message, error.headers)
 
     async def refusal(request: Request, error: HTTPError) -> JSONResponse:
         return json_error(error.status, error.code, error.message, error.headers)
 
     async def internal(request: Request, error: Exception) -> JSONResponse:  # Starlette then logs the trace
-        return json_error(500, "internal_error", f"internal error ({type(error).__name__}); the server's log has "
-                          "the details")
+        return json_error(
+            500, "internal_error", f"internal error ({type(error).__name__}); the server's log has the details"
+        )
 
     # Starlette calls each handler with its own exception class (its annotation names only Exception)
     handlers: dict[type[Exception], Callable[..., Awaitable[JSONResponse]]] = {
-        HTTPException: http_exception, HTTPError: refusal, Exception: internal}
+        HTTPException: http_exception,
+        HTTPError: refusal,
+        Exception: internal,
+    }
     app = Starlette(
         routes=list(routes),
         exception_handlers=handlers,
@@ -339,8 +374,9 @@ class _Admission:
                 raise ClientGone() from None
 
         if self.pending >= self.settings.max_pending:
-            response = json_error(503, "busy", f"{self.pending} requests are in progress: try again later",
-                                  {"Retry-After": "5"})
+            response = json_error(
+                503, "busy", f"{self.pending} requests are in progress: try again later", {"Retry-After": "5"}
+            )
             return await response(scope, tracked_receive, closing_send)
         self.pending += 1
         try:
@@ -354,10 +390,17 @@ class _Admission:
 def _json_head(status: int, code: str, message: str) -> bytes:
     """A whole JSON response, for answers written below h11 (no request was parsed)."""
     body = json.dumps({"error": code, "message": message}).encode()
-    reason = {400: "Bad Request", 408: "Request Timeout", 414: "URI Too Long",
-              431: "Request Header Fields Too Large", 501: "Not Implemented"}[status]
-    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\nconnection: close\r\n"
-            f"content-length: {len(body)}\r\n\r\n").encode() + body
+    reason = {
+        400: "Bad Request",
+        408: "Request Timeout",
+        414: "URI Too Long",
+        431: "Request Header Fields Too Large",
+        501: "Not Implemented",
+    }[status]
+    return (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 class _StrictConnection(h11.Connection):
@@ -467,8 +510,9 @@ class StrictH11Protocol(H11Protocol):
     def _head_timed_out(self) -> None:
         self.head_timer = None
         if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
-            self.transport.write(_json_head(408, "request_timeout", f"the request head did not arrive in "
-                                            f"{self.head_timeout_s:g} s"))
+            self.transport.write(
+                _json_head(408, "request_timeout", f"the request head did not arrive in {self.head_timeout_s:g} s")
+            )
             self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
@@ -487,16 +531,25 @@ class StrictH11Protocol(H11Protocol):
         self.transport.close()
 
 
-def make_server(app, host: str | socket.socket = "127.0.0.1", port: int = 8080,
-                settings: ServeSettings = ServeSettings()) -> uvicorn.Server:
+def make_server(
+    app, host: str | socket.socket = "127.0.0.1", port: int = 8080, settings: ServeSettings = ServeSettings()
+) -> uvicorn.Server:
     """A uvicorn server for ``app``; ``host`` may be a bound socket (then ``port`` is ignored).
     Run it with ``server.run(sockets=[sock])`` for a socket, ``server.run()`` otherwise."""
     config = uvicorn.Config(
-        app, host=host if isinstance(host, str) else "127.0.0.1", port=port, lifespan="auto",
+        app,
+        host=host if isinstance(host, str) else "127.0.0.1",
+        port=port,
+        lifespan="auto",
         # uvicorn calls ``http`` as a protocol factory; its annotation names only classes and names
         http=functools.partial(StrictH11Protocol, head_timeout_s=settings.header_timeout_s),  # type: ignore[arg-type]
-        timeout_keep_alive=max(1, round(settings.keep_alive_s)), h11_max_incomplete_event_size=MAX_HEAD_BYTES,
-        server_header=False, date_header=True, log_config=None, ws="none", proxy_headers=False,
+        timeout_keep_alive=max(1, round(settings.keep_alive_s)),
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        server_header=False,
+        date_header=True,
+        log_config=None,
+        ws="none",
+        proxy_headers=False,
     )
     return uvicorn.Server(config)
 

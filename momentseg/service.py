@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 REQUEST_SCHEMA = request_schema()
 # JSON Schema counts 42.0 as an integer; a task id or frame number must be written as one
 _STRICT_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
-    "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
+    "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+)
 _VALIDATOR = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_STRICT_TYPES)(REQUEST_SCHEMA)
 
 # the schema nests 4 levels (request → anchors → anchor → mask → count); anything deeper is refused unread
@@ -76,10 +77,14 @@ class Limits:
     run_keep_s: float = 600.0  # how long a finished run waits for its result to be fetched
 
     ENV: ClassVar[Mapping[str, str]] = {
-           "max_frames": "MOMENTSEG_MAX_FRAMES", "max_body_bytes": "MOMENTSEG_MAX_BODY_BYTES",
-           "max_frame_pixels": "MOMENTSEG_MAX_FRAME_PIXELS", "max_anchor_pixels": "MOMENTSEG_MAX_ANCHOR_PIXELS",
-           "request_timeout_s": "MOMENTSEG_REQUEST_TIMEOUT", "max_waiting_runs": "MOMENTSEG_MAX_WAITING_RUNS",
-           "run_keep_s": "MOMENTSEG_RUN_KEEP"}
+        "max_frames": "MOMENTSEG_MAX_FRAMES",
+        "max_body_bytes": "MOMENTSEG_MAX_BODY_BYTES",
+        "max_frame_pixels": "MOMENTSEG_MAX_FRAME_PIXELS",
+        "max_anchor_pixels": "MOMENTSEG_MAX_ANCHOR_PIXELS",
+        "request_timeout_s": "MOMENTSEG_REQUEST_TIMEOUT",
+        "max_waiting_runs": "MOMENTSEG_MAX_WAITING_RUNS",
+        "run_keep_s": "MOMENTSEG_RUN_KEEP",
+    }
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Limits:
@@ -117,9 +122,12 @@ class EncodedFrames(FrameSource):
             if first is None:
                 first = size
             elif size != first:
-                raise RequestError(400, "frame_size_mismatch",
-                                   f"frames[{index}] is {size[1]}x{size[0]}, frames[0] is "
-                                   f"{first[1]}x{first[0]}: all frames must have one size")
+                raise RequestError(
+                    400,
+                    "frame_size_mismatch",
+                    f"frames[{index}] is {size[1]}x{size[0]}, frames[0] is "
+                    f"{first[1]}x{first[0]}: all frames must have one size",
+                )
             self.images.append(data)
         if first is None:
             raise RequestError(400, "invalid_request", "frames: at least one frame is needed")
@@ -137,8 +145,11 @@ class EncodedFrames(FrameSource):
     def __getitem__(self, index: int) -> np.ndarray:
         bgr = cv2.imdecode(np.frombuffer(self.images[index], np.uint8), cv2.IMREAD_COLOR)
         if bgr is None or bgr.shape[:2] != self._size:
-            raise RequestError(400, "invalid_frame", f"frames[{index}] cannot be decoded as the "
-                               f"{self._size[1]}x{self._size[0]} image its header declares")
+            raise RequestError(
+                400,
+                "invalid_frame",
+                f"frames[{index}] cannot be decoded as the {self._size[1]}x{self._size[0]} image its header declares",
+            )
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -196,8 +207,9 @@ def _check_values(request: dict[str, Any]) -> None:
         elif isinstance(value, list):
             stack.extend((item, (*path, i)) for i, item in enumerate(value))
         elif isinstance(value, str):
-            _check_text(value, where, math.inf if path[:1] == ("frames",) or path == ("task", "frames")
-                        else MAX_TEXT_CHARS)
+            _check_text(
+                value, where, math.inf if path[:1] == ("frames",) or path == ("task", "frames") else MAX_TEXT_CHARS
+            )
         elif isinstance(value, float) and not math.isfinite(value):
             raise RequestError(400, "invalid_request", f"{where}: numbers must be finite")
         elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 1 << 63:
@@ -206,14 +218,16 @@ def _check_values(request: dict[str, Any]) -> None:
 
 def _check_text(text: str, where: str, max_chars: float) -> None:
     if len(text) > max_chars:
-        raise RequestError(400, "invalid_request", f"{where}: text of {len(text)} characters; at most "
-                           f"{max_chars} are accepted")
+        raise RequestError(
+            400, "invalid_request", f"{where}: text of {len(text)} characters; at most {max_chars} are accepted"
+        )
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            raise RequestError(400, "invalid_request", f"{where}: contains an unpaired surrogate "
-                               "(not valid Unicode text)") from None
+            raise RequestError(
+                400, "invalid_request", f"{where}: contains an unpaired surrogate (not valid Unicode text)"
+            ) from None
 
 
 def _options(request: dict[str, Any]) -> SegmentOptions:
@@ -235,9 +249,16 @@ TaskReader = Callable[[dict[str, Any], float], "TaskFrames"]
 class SegmentService:
     """One model, one request at a time; everything that can be refused is refused before the model."""
 
-    def __init__(self, pipeline: MomentSegPipeline | None, *, limits: Limits = Limits(),
-                 task_reader: TaskReader | None = None, load_error: str | None = None,
-                 task_token: str | None = None, internal: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        pipeline: MomentSegPipeline | None,
+        *,
+        limits: Limits = Limits(),
+        task_reader: TaskReader | None = None,
+        load_error: str | None = None,
+        task_token: str | None = None,
+        internal: Mapping[str, str] | None = None,
+    ):
         """``task_token``: the shared token a caller must present for task mode (None: task mode is off).
         ``internal``: configuration values (paths, hosts) never shown to a caller, each with the name
         shown instead."""
@@ -249,8 +270,9 @@ class SegmentService:
         self.load_error = self.public(load_error) if load_error else None
         self._lock = threading.Lock()
 
-    def handle(self, body: bytes | str | dict | None, *, token: str | None = None,
-               cancel: threading.Event | None = None) -> tuple[int, dict[str, Any]]:
+    def handle(
+        self, body: bytes | str | dict | None, *, token: str | None = None, cancel: threading.Event | None = None
+    ) -> tuple[int, dict[str, Any]]:
         """Check and run one request; ``token`` is the caller's bearer token, ``cancel`` set when it left."""
         deadline = time.monotonic() + self.limits.request_timeout_s
         try:
@@ -268,11 +290,15 @@ class SegmentService:
             return status, {"error": getattr(error, "code", "error"), "message": message}
         if _is_out_of_memory(error):
             _release_gpu_memory()
-            return 503, {"error": "out_of_memory",
-                         "message": "the GPU ran out of memory on this video: send fewer or smaller frames"}
+            return 503, {
+                "error": "out_of_memory",
+                "message": "the GPU ran out of memory on this video: send fewer or smaller frames",
+            }
         log.error("internal error while handling a request", exc_info=error)
-        return 500, {"error": "internal_error", "message": f"internal error ({type(error).__name__}); the "
-                     "function's log has the details"}
+        return 500, {
+            "error": "internal_error",
+            "message": f"internal error ({type(error).__name__}); the function's log has the details",
+        }
 
     def public(self, message: str) -> str:
         """``message`` with configured paths and hosts replaced by the names of their settings."""
@@ -300,28 +326,45 @@ class SegmentService:
         frames, numbers = self._frames(request)
         height, width = frames.size
         if height * width > self.limits.max_frame_pixels:
-            raise RequestError(413, "frame_too_large", f"frames are {width}x{height}; at most "
-                               f"{self.limits.max_frame_pixels} pixels per frame are accepted")
+            raise RequestError(
+                413,
+                "frame_too_large",
+                f"frames are {width}x{height}; at most {self.limits.max_frame_pixels} pixels per frame are accepted",
+            )
         anchors = self._anchors(request.get("anchors", []), numbers, len(frames), width, height)
         return Job(prompt, options, frames, numbers, anchors)
 
-    def execute(self, job: Job, *, cancel: threading.Event | None = None, deadline: float | None = None,
-                progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    def execute(
+        self,
+        job: Job,
+        *,
+        cancel: threading.Event | None = None,
+        deadline: float | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> dict[str, Any]:
         """Run a prepared request on the model; past ``deadline`` (monotonic) or once ``cancel`` is set,
         the run stops at the next frame and the model is free for the next request. ``progress`` hears
         the pipeline's stages (stage, done, total)."""
         timeout = self.limits.request_timeout_s
         deadline = time.monotonic() + timeout if deadline is None else deadline
         if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise RequestError(503, "busy", f"the model was busy with other requests for {timeout:g} s: try again "
-                               "later", headers={"Retry-After": "30"})
+            raise RequestError(
+                503,
+                "busy",
+                f"the model was busy with other requests for {timeout:g} s: try again later",
+                headers={"Retry-After": "30"},
+            )
         try:
+
             def check() -> None:
                 if cancel is not None and cancel.is_set():
                     raise RequestError(499, "cancelled", "the caller went away")
                 if time.monotonic() > deadline:
-                    raise RequestError(503, "processing_timeout", f"the request did not finish in {timeout:g} s "
-                                       "(MOMENTSEG_REQUEST_TIMEOUT): send fewer frames")
+                    raise RequestError(
+                        503,
+                        "processing_timeout",
+                        f"the request did not finish in {timeout:g} s (MOMENTSEG_REQUEST_TIMEOUT): send fewer frames",
+                    )
 
             def report(stage: str, done: int, total: int) -> None:
                 check()
@@ -332,8 +375,9 @@ class SegmentService:
             if self.pipeline is None:
                 raise RequestError(503, "model_not_loaded", f"the model is not loaded: {self.load_error or 'unknown'}")
             log.info("running %d frames with options %s", len(job.frames), json.dumps(request_options(job.options)))
-            result = self.pipeline.run(_Watched(job.frames, check), job.prompt, job.options,
-                                       human_anchors=job.anchors, progress=report)
+            result = self.pipeline.run(
+                _Watched(job.frames, check), job.prompt, job.options, human_anchors=job.anchors, progress=report
+            )
         finally:
             self._lock.release()
         response = result.to_dict() if job.numbers is None else result.to_task_frames(job.numbers)
@@ -344,18 +388,26 @@ class SegmentService:
     def authorise(self, token: str | None) -> None:
         """Task mode (and its runs) only for callers holding the shared token."""
         if self.task_token is None:
-            raise RequestError(403, "task_mode_disabled", "task mode is off on this function (no "
-                               "MOMENTSEG_TASK_TOKEN is configured): send the video as 'frames'")
+            raise RequestError(
+                403,
+                "task_mode_disabled",
+                "task mode is off on this function (no MOMENTSEG_TASK_TOKEN is configured): send the video as 'frames'",
+            )
         given = (token or "").encode("utf-8", "surrogatepass")
         if not hmac.compare_digest(given, self.task_token.encode("utf-8")):
-            raise RequestError(401, "unauthorized", "task mode needs the function's shared token in an "
-                               "'Authorization: Bearer <token>' header", headers={"WWW-Authenticate": "Bearer"})
+            raise RequestError(
+                401,
+                "unauthorized",
+                "task mode needs the function's shared token in an 'Authorization: Bearer <token>' header",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     def _parse(self, body: bytes | str | dict | None) -> dict[str, Any]:
         limit = self.limits.max_body_bytes
         if isinstance(body, (bytes, bytearray, memoryview, str)):
-            too_large = RequestError(413, "request_too_large",
-                                     f"the request has more than {limit} bytes (MOMENTSEG_MAX_BODY_BYTES)")
+            too_large = RequestError(
+                413, "request_too_large", f"the request has more than {limit} bytes (MOMENTSEG_MAX_BODY_BYTES)"
+            )
             if len(body) > limit:  # a text is refused before it is encoded: each character is at least a byte
                 raise too_large
             raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
@@ -370,21 +422,26 @@ class SegmentService:
             except RecursionError:
                 raise RequestError(400, "malformed_json", "the request body is nested too deeply") from None
             except ValueError as error:
-                raise RequestError(400, "malformed_json", f"the request body is not valid JSON: "
-                                   f"{str(error)[:200]}") from None
+                raise RequestError(
+                    400, "malformed_json", f"the request body is not valid JSON: {str(error)[:200]}"
+                ) from None
         if not isinstance(body, dict):
             raise RequestError(400, "malformed_json", "the request body must be a JSON object")
         _check_values(body)
         if "image" in body and "prompt" not in body:
-            raise RequestError(400, "needs_prompt", "this function takes a text prompt and a whole video, not "
-                               "CVAT's one-frame detector call: use 'momentseg cvat annotate' (see docs/cvat.md)")
+            raise RequestError(
+                400,
+                "needs_prompt",
+                "this function takes a text prompt and a whole video, not "
+                "CVAT's one-frame detector call: use 'momentseg cvat annotate' (see docs/cvat.md)",
+            )
         if ("frames" in body) == ("task" in body):
-            raise RequestError(400, "invalid_request", "give exactly one of 'frames' (base64 images) or 'task' "
-                               "(a CVAT task id)")
+            raise RequestError(
+                400, "invalid_request", "give exactly one of 'frames' (base64 images) or 'task' (a CVAT task id)"
+            )
         for key, limit in (("frames", self.limits.max_frames), ("anchors", self.limits.max_frames)):
             if isinstance(body.get(key), list) and len(body[key]) > limit:
-                raise RequestError(413, f"too_many_{key}",
-                                   f"{len(body[key])} {key} sent; at most {limit} are accepted")
+                raise RequestError(413, f"too_many_{key}", f"{len(body[key])} {key} sent; at most {limit} are accepted")
         return body
 
     def _frames(self, request: dict[str, Any]) -> tuple[FrameSource, list[int] | None]:
@@ -398,8 +455,12 @@ class SegmentService:
             raise RequestError(503, "cvat_not_configured", "this function has no CVAT connection configured")
         frames = self.task_reader(task, fps)
         if len(frames) > self.limits.max_frames:
-            raise RequestError(413, "too_many_frames", f"task {request['task']['id']} selects {len(frames)} frames; "
-                               f"at most {self.limits.max_frames} are accepted: narrow frame_start/frame_stop")
+            raise RequestError(
+                413,
+                "too_many_frames",
+                f"task {request['task']['id']} selects {len(frames)} frames; "
+                f"at most {self.limits.max_frames} are accepted: narrow frame_start/frame_stop",
+            )
         return frames, list(frames.numbers)
 
     def _check_frame_list(self, task: dict[str, Any]) -> None:
@@ -407,21 +468,29 @@ class SegmentService:
         from momentseg.cvat.frames import range_runs
 
         if any(key in task for key in ("frame_start", "frame_stop", "frame_step")):
-            raise RequestError(400, "invalid_request", "task: give 'frames' or frame_start/frame_stop/frame_step, "
-                               "not both")
+            raise RequestError(
+                400, "invalid_request", "task: give 'frames' or frame_start/frame_stop/frame_step, not both"
+            )
         try:
             runs = range_runs(task["frames"])
         except InvalidInputError as error:
             raise RequestError(400, "invalid_request", f"task/frames: {error}") from None
         count = sum(last - first + 1 for first, last in runs)
         if count > self.limits.max_frames:
-            raise RequestError(413, "too_many_frames", f"task/frames names {count} frames; at most "
-                               f"{self.limits.max_frames} are accepted")
+            raise RequestError(
+                413,
+                "too_many_frames",
+                f"task/frames names {count} frames; at most {self.limits.max_frames} are accepted",
+            )
 
     def _anchors(self, anchors, numbers, total, width, height) -> dict[int, np.ndarray]:
         if len(anchors) * width * height > self.limits.max_anchor_pixels:
-            raise RequestError(413, "too_many_anchors", f"{len(anchors)} anchor masks of {width}x{height} exceed "
-                               f"{self.limits.max_anchor_pixels} pixels (MOMENTSEG_MAX_ANCHOR_PIXELS)")
+            raise RequestError(
+                413,
+                "too_many_anchors",
+                f"{len(anchors)} anchor masks of {width}x{height} exceed "
+                f"{self.limits.max_anchor_pixels} pixels (MOMENTSEG_MAX_ANCHOR_PIXELS)",
+            )
         index_of = {n: i for i, n in enumerate(numbers)} if numbers is not None else None
         decoded = {}
         for position, anchor in enumerate(anchors):
@@ -432,8 +501,11 @@ class SegmentService:
             try:
                 decoded[index] = from_cvat_rle(anchor["mask"], width, height)
             except InvalidInputError as error:
-                raise RequestError(400, "invalid_anchor", f"anchors[{position}]: the mask does not fit a "
-                                   f"{width}x{height} frame ({error})") from None
+                raise RequestError(
+                    400,
+                    "invalid_anchor",
+                    f"anchors[{position}]: the mask does not fit a {width}x{height} frame ({error})",
+                ) from None
         return decoded
 
 
@@ -482,8 +554,9 @@ def _internal_values(env: Mapping[str, str]) -> dict[str, str]:
     return internal
 
 
-def build_service_from_env(env: Mapping[str, str] | None = None, *,
-                           pipeline: MomentSegPipeline | None = None) -> SegmentService:
+def build_service_from_env(
+    env: Mapping[str, str] | None = None, *, pipeline: MomentSegPipeline | None = None
+) -> SegmentService:
     """The service as the function runs it, configured by the environment (docs/deploy.md):
     weights from ``MOMENTSEG_CHECKPOINT`` on ``MOMENTSEG_DEVICE`` (function.yaml: ``cuda``) in
     ``MOMENTSEG_DTYPE``; limits from ``MOMENTSEG_MAX_*`` and ``MOMENTSEG_REQUEST_TIMEOUT``; task mode
@@ -510,22 +583,38 @@ def build_service_from_env(env: Mapping[str, str] | None = None, *,
         errors.append(str(error))
 
     def read_task(task: dict[str, Any], fps: float) -> TaskFrames:
-        return TaskFrames(connect_from_env(env), task["id"], task.get("frame_start"), task.get("frame_stop"),
-                          task.get("frame_step"), fps=fps,
-                          numbers=parse_ranges(task["frames"]) if "frames" in task else None)
+        return TaskFrames(
+            connect_from_env(env),
+            task["id"],
+            task.get("frame_start"),
+            task.get("frame_stop"),
+            task.get("frame_step"),
+            fps=fps,
+            numbers=parse_ranges(task["frames"]) if "frames" in task else None,
+        )
 
     checkpoint = env.get("MOMENTSEG_CHECKPOINT")
     if not errors and pipeline is None:
         try:
             if not checkpoint:
                 raise InvalidInputError("MOMENTSEG_CHECKPOINT is not set")
-            pipeline = load_pipeline(checkpoint, env.get("MOMENTSEG_DEVICE") or default_device(),
-                                     env.get("MOMENTSEG_DTYPE") or None)
+            pipeline = load_pipeline(
+                checkpoint, env.get("MOMENTSEG_DEVICE") or default_device(), env.get("MOMENTSEG_DTYPE") or None
+            )
         except (MomentSegError, OSError) as error:
-            errors.append(str(error) if isinstance(error, MomentSegError)
-                          else f"the checkpoint cannot be read ({error.strerror or error})")
-    service = SegmentService(pipeline, limits=limits, task_reader=read_task, load_error="; ".join(errors) or None,
-                             task_token=task_token, internal=_internal_values(env))
+            errors.append(
+                str(error)
+                if isinstance(error, MomentSegError)
+                else f"the checkpoint cannot be read ({error.strerror or error})"
+            )
+    service = SegmentService(
+        pipeline,
+        limits=limits,
+        task_reader=read_task,
+        load_error="; ".join(errors) or None,
+        task_token=task_token,
+        internal=_internal_values(env),
+    )
     if service.load_error:
         log.error("model not loaded: %s", service.load_error)
     return service

@@ -38,8 +38,14 @@ class Run:
     cancel: threading.Event = field(default_factory=threading.Event)
 
     def status(self) -> dict[str, Any]:
-        status: dict[str, Any] = {"id": self.id, "state": self.state, "stage": self.stage, "done": self.done, "total": self.total,
-                  "percent": 100 if self.state == DONE else (100 * self.done // self.total if self.total else 0)}
+        status: dict[str, Any] = {
+            "id": self.id,
+            "state": self.state,
+            "stage": self.stage,
+            "done": self.done,
+            "total": self.total,
+            "percent": 100 if self.state == DONE else (100 * self.done // self.total if self.total else 0),
+        }
         if self.error is not None:
             status["error"] = self.error
         return status
@@ -64,8 +70,12 @@ class TaskRuns:
         with self._changed:
             self._forget_expired()
             if len(self._waiting) >= limit:
-                raise RequestError(429, "too_many_runs", f"{limit} runs are already waiting for the model "
-                                   "(MOMENTSEG_MAX_WAITING_RUNS): try again later", headers={"Retry-After": "60"})
+                raise RequestError(
+                    429,
+                    "too_many_runs",
+                    f"{limit} runs are already waiting for the model (MOMENTSEG_MAX_WAITING_RUNS): try again later",
+                    headers={"Retry-After": "60"},
+                )
             run = Run(secrets.token_urlsafe(16), job)
             self._runs[run.id] = run
             self._waiting.append(run)
@@ -78,8 +88,12 @@ class TaskRuns:
             self._forget_expired()
             run = self._runs.get(run_id)
         if run is None:
-            raise RequestError(404, "unknown_run", "no such run (finished runs are kept for "
-                               f"{self.service.limits.run_keep_s:g} s, until their result is fetched)")
+            raise RequestError(
+                404,
+                "unknown_run",
+                "no such run (finished runs are kept for "
+                f"{self.service.limits.run_keep_s:g} s, until their result is fetched)",
+            )
         return run
 
     def take_result(self, run_id: str, token: str | None) -> dict[str, Any]:
@@ -87,8 +101,11 @@ class TaskRuns:
         run = self.get(run_id, token)
         result = run.result
         if run.state != DONE or result is None:
-            raise RequestError(409, "not_done", f"run {run_id} is {run.state}, not done"
-                               + (f": {run.error['message']}" if run.error else ""))
+            raise RequestError(
+                409,
+                "not_done",
+                f"run {run_id} is {run.state}, not done" + (f": {run.error['message']}" if run.error else ""),
+            )
         with self._changed:
             self._runs.pop(run_id, None)
         return result
@@ -122,8 +139,9 @@ class TaskRuns:
                 with self._changed:
                     self._finish(run, DONE, result=result)
 
-    def _finish(self, run: Run, state: str, *, result: dict[str, Any] | None = None,
-                error: dict[str, Any] | None = None) -> None:
+    def _finish(
+        self, run: Run, state: str, *, result: dict[str, Any] | None = None, error: dict[str, Any] | None = None
+    ) -> None:
         run.state, run.result, run.error, run.job = state, result, error, None
         run.finished_at = time.monotonic()
 

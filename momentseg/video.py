@@ -86,8 +86,10 @@ def _check_frame(frame, index: int, expected: tuple[int, int] | None) -> np.ndar
     if frame is None:
         raise InvalidInputError(f"frame {index} cannot be decoded")
     if expected is not None and frame.shape[:2] != expected:
-        raise InvalidInputError(f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, the video is "
-                                f"{expected[1]}x{expected[0]}: all frames must have one size")
+        raise InvalidInputError(
+            f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, the video is "
+            f"{expected[1]}x{expected[0]}: all frames must have one size"
+        )
     return frame
 
 
@@ -151,7 +153,9 @@ class VideoFile(FrameSource):
                 self.decodes += 1
                 yield frame.pts, frame.to_ndarray(format="rgb24")
         except av.FFmpegError as error:
-            raise InvalidInputError(f"'{self.path}' cannot be decoded past frame {self.decodes}: {plain_reason(error)}") from None
+            raise InvalidInputError(
+                f"'{self.path}' cannot be decoded past frame {self.decodes}: {plain_reason(error)}"
+            ) from None
 
     def iter_frames(self) -> Iterator[np.ndarray]:
         """Every frame, front to back, each decoded once (a container of its own: indexing is unaffected)."""
@@ -190,7 +194,7 @@ class VideoFile(FrameSource):
             container.seek(target, stream=container.streams.video[0], backward=True)
             reader = self._decode(container)
             first = next(reader, None)
-            if first is not None and first[0] is not None and first[0] in self._timestamps[:index + 1]:
+            if first is not None and first[0] is not None and first[0] in self._timestamps[: index + 1]:
                 self._reader = itertools.chain([first], reader)
                 self._next = self._timestamps.index(first[0])
                 return self._reader
@@ -231,8 +235,9 @@ class ArrayFrames(FrameSource):
         for index, frame in enumerate(frames):
             frame = np.asarray(frame)
             if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-                raise InvalidInputError(f"frame {index} must be an RGB uint8 [H, W, 3] array, got "
-                                        f"{frame.dtype} {frame.shape}")
+                raise InvalidInputError(
+                    f"frame {index} must be an RGB uint8 [H, W, 3] array, got {frame.dtype} {frame.shape}"
+                )
             _check_frame(frame, index, size)
         self.frames = frames
         self.fps = fps
@@ -363,8 +368,9 @@ class _Decoder:
         self._closed = False
         self._ahead = RUN_AHEAD_FRAMES
         self._condition = threading.Condition()
-        self._thread = threading.Thread(target=self._run, args=(frames, length, cache), daemon=True,
-                                        name="momentseg-decoder")
+        self._thread = threading.Thread(
+            target=self._run, args=(frames, length, cache), daemon=True, name="momentseg-decoder"
+        )
         self._thread.start()
 
     def _run(self, frames: Iterator[np.ndarray], length: int, cache: _Cache) -> None:
@@ -460,8 +466,15 @@ class FrameStore(FrameSource):
     frame (forward or backward) prefetches the next ``prefetch`` items on a worker thread.
     """
 
-    def __init__(self, source: FrameSource, *, cache_bytes: int = DEFAULT_CACHE_BYTES, prefetch: int = PREFETCH_FRAMES,
-                 spill_dir: str | Path | None = None, spill_quality: int = SPILL_JPEG_QUALITY):
+    def __init__(
+        self,
+        source: FrameSource,
+        *,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        prefetch: int = PREFETCH_FRAMES,
+        spill_dir: str | Path | None = None,
+        spill_quality: int = SPILL_JPEG_QUALITY,
+    ):
         self.source = source
         self.fps = float(source.fps)
         self._length = len(source)
@@ -472,8 +485,9 @@ class FrameStore(FrameSource):
         sequential = isinstance(source, SequentialSource)
         self._spill = _Spill(spill_dir, spill_quality) if sequential else None
         self._cache = _Cache(cache_bytes, self._spill)
-        self._decoder = (_Decoder(source.iter_frames(), self._length, self._cache)
-                         if isinstance(source, SequentialSource) else None)
+        self._decoder = (
+            _Decoder(source.iter_frames(), self._length, self._cache) if isinstance(source, SequentialSource) else None
+        )
         self._reads = 0
         self._transforms: dict[str, Callable[[np.ndarray], Any]] = {}  # no views: they hold the store, not back
         self._last: dict[str, int] = {}

@@ -30,8 +30,9 @@ def overlay_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(2, round(width * scale) // 2 * 2), max(2, round(height * scale) // 2 * 2)
 
 
-def overlay_frame(frame: np.ndarray, mask: np.ndarray | None, index: int, result: SegmentResult,
-                  size: tuple[int, int]) -> np.ndarray:
+def overlay_frame(
+    frame: np.ndarray, mask: np.ndarray | None, index: int, result: SegmentResult, size: tuple[int, int]
+) -> np.ndarray:
     """One RGB frame at ``size``: the mask tinted in, the frame's place in the moment and a timeline."""
     image = frame.copy() if frame.shape[1::-1] == size else cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
     if mask is not None:
@@ -62,8 +63,9 @@ def _draw_timeline(image: np.ndarray, index: int, result: SegmentResult) -> None
 
     image[top:] = (image[top:] * 0.35).astype(np.uint8)
     if result.moment is not None:
-        cv2.rectangle(image, (x_of(result.moment.start_frame), top), (x_of(result.moment.end_frame), height - 1),
-                      MOMENT_RGB, -1)
+        cv2.rectangle(
+            image, (x_of(result.moment.start_frame), top), (x_of(result.moment.end_frame), height - 1), MOMENT_RGB, -1
+        )
     for keyframe in result.keyframes:
         cv2.line(image, (x_of(keyframe), top), (x_of(keyframe), height - 1), KEYFRAME_RGB, 1)
     cv2.line(image, (x_of(result.center_frame), top), (x_of(result.center_frame), height - 1), CENTER_RGB, 1)
@@ -76,8 +78,11 @@ def write_overlay_video(frames: FrameSource, result: SegmentResult, path: str | 
     size = overlay_size(result.width, result.height, max_side)
     shapes = {shape.frame: shape for shape in result.tracks[0].shapes} if result.tracks else {}
     with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
-        stream = container.add_stream(H264_ENCODER, rate=Fraction(result.fps).limit_denominator(1001),
-                                      options={"preset": "veryfast", "crf": "23"} if H264_ENCODER == "libx264" else {})
+        stream = container.add_stream(
+            H264_ENCODER,
+            rate=Fraction(result.fps).limit_denominator(1001),
+            options={"preset": "veryfast", "crf": "23"} if H264_ENCODER == "libx264" else {},
+        )
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         for index in range(result.num_frames):
@@ -96,8 +101,13 @@ def similarity_figure(result: SegmentResult) -> Figure:
     frames = np.arange(result.num_frames)
     threshold = result.options.get("threshold", 0.4)
     if result.moment is not None:
-        axes.axvspan(result.moment.start_frame, result.moment.end_frame, color="tab:green", alpha=0.2,
-                     label=f"moment {result.moment.start_sec:.2f}–{result.moment.end_sec:.2f} s")
+        axes.axvspan(
+            result.moment.start_frame,
+            result.moment.end_frame,
+            color="tab:green",
+            alpha=0.2,
+            label=f"moment {result.moment.start_sec:.2f}–{result.moment.end_sec:.2f} s",
+        )
     if result.similarity is not None:
         similarity = np.asarray(result.similarity)
         axes.plot(frames, similarity, color="tab:blue", label="similarity s")

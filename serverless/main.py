@@ -47,8 +47,7 @@ def request_body(event):
 
 def _reply(context, status, body):
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
-    return context.Response(body=json.dumps(body), headers=headers, content_type="application/json",
-                            status_code=status)
+    return context.Response(body=json.dumps(body), headers=headers, content_type="application/json", status_code=status)
 
 
 def serve(context, event, limit, handle):
@@ -57,13 +56,19 @@ def serve(context, event, limit, handle):
     try:
         size = _body_size(event)
     except (TypeError, ValueError, RecursionError):
-        return _reply(context, 400, {"error": "malformed_json", "message": "the request body is nested too deeply "
-                                     "or is not JSON"})
+        return _reply(
+            context, 400, {"error": "malformed_json", "message": "the request body is nested too deeply or is not JSON"}
+        )
     if size > limit:
         context.logger.warn(f"request refused (413): {size} bytes")
-        return _reply(context, 413, {"error": "request_too_large",
-                                     "message": f"the request has {size} bytes; at most {limit} are accepted "
-                                                "(MOMENTSEG_MAX_BODY_BYTES)"})
+        return _reply(
+            context,
+            413,
+            {
+                "error": "request_too_large",
+                "message": f"the request has {size} bytes; at most {limit} are accepted (MOMENTSEG_MAX_BODY_BYTES)",
+            },
+        )
     status, body = handle(event)
     if status >= 400:
         context.logger.warn(f"request refused ({status} {body['error']}): {body['message']}")
@@ -72,6 +77,9 @@ def serve(context, event, limit, handle):
 
 def handler(context, event):
     service = context.user_data.service
-    return serve(context, event, service.limits.max_body_bytes,
-                 lambda event: service.handle(request_body(event),
-                                              token=bearer_token(_header(event, "Authorization"))))
+    return serve(
+        context,
+        event,
+        service.limits.max_body_bytes,
+        lambda event: service.handle(request_body(event), token=bearer_token(_header(event, "Authorization"))),
+    )

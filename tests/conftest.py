@@ -13,8 +13,13 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 TINY_PIXELS = 2 * 2 * 28 * 28
 
 REFERENCE_VARIABLE = "MOMENTSEG_OFFICIAL_REFERENCE"
-REFERENCE_FILES = ("config.json", "tokenizer.json", "model.safetensors", "outputs/official_reference_tiny_fp32.npz",
-                   "outputs/official_reference_tiny_fp32.json")
+REFERENCE_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "model.safetensors",
+    "outputs/official_reference_tiny_fp32.npz",
+    "outputs/official_reference_tiny_fp32.json",
+)
 
 
 @pytest.fixture(scope="session")
@@ -24,13 +29,19 @@ def official_reference():
     every parity test by name rather than skipping them."""
     value = os.environ.get(REFERENCE_VARIABLE)
     if not value:
-        pytest.fail(f"{REFERENCE_VARIABLE} is not set: point it at the official tiny reference folder "
-                    "(docs/official.md, \"The parity reference\"); the parity tests need it", pytrace=False)
+        pytest.fail(
+            f"{REFERENCE_VARIABLE} is not set: point it at the official tiny reference folder "
+            '(docs/official.md, "The parity reference"); the parity tests need it',
+            pytrace=False,
+        )
     folder = Path(value).expanduser()
     missing = [name for name in REFERENCE_FILES if not (folder / name).is_file()]
     if missing:
-        pytest.fail(f"{REFERENCE_VARIABLE}={folder} lacks {', '.join(missing)}: it must be the official tiny "
-                    "reference folder (docs/official.md, \"The parity reference\")", pytrace=False)
+        pytest.fail(
+            f"{REFERENCE_VARIABLE}={folder} lacks {', '.join(missing)}: it must be the official tiny "
+            'reference folder (docs/official.md, "The parity reference")',
+            pytrace=False,
+        )
     return folder
 
 
@@ -101,8 +112,22 @@ def nuclio_event(body, content_type="application/json", headers=None):
 
     if not isinstance(body, bytes):
         return nuclio_sdk.Event(body=body, content_type=content_type, headers=headers or {})
-    message = {"body": body, "content_type": content_type, "headers": headers or {}, "fields": {},
-               "trigger": {"kind": "http", "name": "http"}, "id": "test", "method": "POST", "path": "/",
-               "size": len(body), "timestamp": 0, "url": "", "shard_id": 0, "num_shards": 1, "type": "",
-               "type_version": "", "version": ""}
+    message = {
+        "body": body,
+        "content_type": content_type,
+        "headers": headers or {},
+        "fields": {},
+        "trigger": {"kind": "http", "name": "http"},
+        "id": "test",
+        "method": "POST",
+        "path": "/",
+        "size": len(body),
+        "timestamp": 0,
+        "url": "",
+        "shard_id": 0,
+        "num_shards": 1,
+        "type": "",
+        "type_version": "",
+        "version": "",
+    }
     return EventDeserializerKinds.msgpack.value.deserialize(message)

@@ -84,8 +84,9 @@ class StubJob:
     task_id: int
     start: int
     stop: int
-    annotations: dict = field(default_factory=lambda: {"version": 0, "tags": [], "shapes": [], "tracks": [],
-                                                        "intervals": []})
+    annotations: dict = field(
+        default_factory=lambda: {"version": 0, "tags": [], "shapes": [], "tracks": [], "intervals": []}
+    )
 
     assignee: str | None = None
 
@@ -193,12 +194,28 @@ class CvatStub:
             return self._next_id
 
     # --- people ------------------------------------------------------------------------------------------
-    def add_user(self, username: str, group: str = "user", *, superuser: bool = False, token: str | None = None,
-                 session: str | None = None, csrf: str | None = None, password: str | None = None) -> dict:
+    def add_user(
+        self,
+        username: str,
+        group: str = "user",
+        *,
+        superuser: bool = False,
+        token: str | None = None,
+        session: str | None = None,
+        csrf: str | None = None,
+        password: str | None = None,
+    ) -> dict:
         """A user with a global group (admin, user, worker), an API token and a logged-in browser session."""
-        user = {"id": len(self.users) + 1, "username": username, "groups": [group], "is_superuser": superuser,
-                "token": token or f"token-{username}", "session": session or f"session-{username}",
-                "csrf": csrf or f"csrf-{username}", "password": password}
+        user = {
+            "id": len(self.users) + 1,
+            "username": username,
+            "groups": [group],
+            "is_superuser": superuser,
+            "token": token or f"token-{username}",
+            "session": session or f"session-{username}",
+            "csrf": csrf or f"csrf-{username}",
+            "password": password,
+        }
         self.users[username] = user
         return user
 
@@ -210,24 +227,46 @@ class CvatStub:
 
     def _user_json(self, username: str | None) -> dict | None:
         user = self.users.get(username) if username else None
-        return None if user is None else {"id": user["id"], "username": user["username"], "first_name": "",
-                                          "last_name": "", "url": f"{self.url}/api/users/{user['id']}"}
+        return (
+            None
+            if user is None
+            else {
+                "id": user["id"],
+                "username": user["username"],
+                "first_name": "",
+                "last_name": "",
+                "url": f"{self.url}/api/users/{user['id']}",
+            }
+        )
 
     def _org_role(self, user: dict, organization: int | None) -> str | None:
-        return next((m["role"] for m in self.memberships
-                     if m["user"] == user["username"] and m["organization"] == organization), None)
+        return next(
+            (
+                m["role"]
+                for m in self.memberships
+                if m["user"] == user["username"] and m["organization"] == organization
+            ),
+            None,
+        )
 
     def _task_staff(self, user: dict, task: StubTask) -> bool:
         project = self.projects.get(task.project_id, {})
         return user["username"] in (task.owner, task.assignee, project.get("owner"), project.get("assignee"))
 
     def sees_task(self, user: dict, task: StubTask) -> bool:
-        return ("admin" in user["groups"] or self._org_role(user, task.organization) in ("owner", "maintainer")
-                or self._task_staff(user, task))
+        return (
+            "admin" in user["groups"]
+            or self._org_role(user, task.organization) in ("owner", "maintainer")
+            or self._task_staff(user, task)
+        )
 
     def sees_job(self, user: dict, task: StubTask, job: StubJob) -> bool:
-        return ("admin" in user["groups"] or self._org_role(user, task.organization) in ("owner", "maintainer")
-                or self._task_staff(user, task) or job.assignee == user["username"])
+        return (
+            "admin" in user["groups"]
+            or self._org_role(user, task.organization) in ("owner", "maintainer")
+            or self._task_staff(user, task)
+            or job.assignee == user["username"]
+        )
 
     def _authenticated(self, handler, method: str) -> dict:
         """The user of a request: its token, else its session (whose writes need the CSRF header)."""
@@ -245,14 +284,25 @@ class CvatStub:
         if user is None:
             raise HttpError(401, {"detail": "Authentication credentials were not provided."})
         if method not in ("GET", "HEAD", "OPTIONS") and (
-                handler.headers.get("X-CSRFToken") != cookies.get("csrftoken") or cookies.get("csrftoken") != user["csrf"]):
+            handler.headers.get("X-CSRFToken") != cookies.get("csrftoken") or cookies.get("csrftoken") != user["csrf"]
+        ):
             raise HttpError(403, {"detail": "CSRF Failed: CSRF token missing."})
         return user
 
     # --- tasks -------------------------------------------------------------------------------------------
-    def add_task(self, task_id: int, frames: list[np.ndarray], label_names: list[str], *,
-                 segment_size: int | None = None, overlap: int = 0, chunk_size: int = 5, video: bool = True,
-                 project_id: int | None = None, names: list[str] | None = None) -> StubTask:
+    def add_task(
+        self,
+        task_id: int,
+        frames: list[np.ndarray],
+        label_names: list[str],
+        *,
+        segment_size: int | None = None,
+        overlap: int = 0,
+        chunk_size: int = 5,
+        video: bool = True,
+        project_id: int | None = None,
+        names: list[str] | None = None,
+    ) -> StubTask:
         """A task as CVAT creates it: jobs [k·(segment_size − overlap), … + segment_size − 1]."""
         size = len(frames)
         segment = segment_size or size
@@ -263,10 +313,22 @@ class CvatStub:
             if stop >= size - 1:
                 break
             start = stop + 1 - overlap
-        labels = [{"id": self.new_id(), "name": name, "color": "#ff0000", "type": "any", "attributes": [],
-                   "sublabels": [], "has_parent": False, "task_id": task_id} for name in label_names]
-        task = StubTask(task_id, frames, labels, jobs, chunk_size, video,
-                        names or [f"{i:05d}.jpg" for i in range(size)], project_id)
+        labels = [
+            {
+                "id": self.new_id(),
+                "name": name,
+                "color": "#ff0000",
+                "type": "any",
+                "attributes": [],
+                "sublabels": [],
+                "has_parent": False,
+                "task_id": task_id,
+            }
+            for name in label_names
+        ]
+        task = StubTask(
+            task_id, frames, labels, jobs, chunk_size, video, names or [f"{i:05d}.jpg" for i in range(size)], project_id
+        )
         self.tasks[task_id] = task
         return task
 
@@ -274,45 +336,88 @@ class CvatStub:
         return next(t for t in self.tasks.values() if any(j.id == job_id for j in t.jobs))
 
     def task_json(self, task: StubTask) -> dict:
-        return {"id": task.id, "name": f"task {task.id}", "url": f"{self.url}/api/tasks/{task.id}",
-                "size": len(task.frames), "mode": "interpolation" if task.video else "annotation", "dimension": "2d",
-                "status": "annotation", "segment_size": task.jobs[0].stop - task.jobs[0].start + 1,
-                "overlap": 0 if len(task.jobs) < 2 else task.jobs[0].stop + 1 - task.jobs[1].start,
-                "data_chunk_size": task.chunk_size, "data_original_chunk_type": "video" if task.video else "imageset",
-                "data_compressed_chunk_type": "video" if task.video else "imageset",
-                "jobs": {"count": len(task.jobs), "completed": 0, "validation": 0,
-                         "url": f"{self.url}/api/jobs?task_id={task.id}"},
-                "labels": {"url": f"{self.url}/api/labels?task_id={task.id}"}, "organization": task.organization,
-                "project_id": task.project_id, "owner": self._user_json(task.owner),
-                "assignee": self._user_json(task.assignee)}
+        return {
+            "id": task.id,
+            "name": f"task {task.id}",
+            "url": f"{self.url}/api/tasks/{task.id}",
+            "size": len(task.frames),
+            "mode": "interpolation" if task.video else "annotation",
+            "dimension": "2d",
+            "status": "annotation",
+            "segment_size": task.jobs[0].stop - task.jobs[0].start + 1,
+            "overlap": 0 if len(task.jobs) < 2 else task.jobs[0].stop + 1 - task.jobs[1].start,
+            "data_chunk_size": task.chunk_size,
+            "data_original_chunk_type": "video" if task.video else "imageset",
+            "data_compressed_chunk_type": "video" if task.video else "imageset",
+            "jobs": {
+                "count": len(task.jobs),
+                "completed": 0,
+                "validation": 0,
+                "url": f"{self.url}/api/jobs?task_id={task.id}",
+            },
+            "labels": {"url": f"{self.url}/api/labels?task_id={task.id}"},
+            "organization": task.organization,
+            "project_id": task.project_id,
+            "owner": self._user_json(task.owner),
+            "assignee": self._user_json(task.assignee),
+        }
 
     def job_json(self, task: StubTask, job: StubJob) -> dict:
-        return {"id": job.id, "task_id": task.id, "project_id": task.project_id, "start_frame": job.start,
-                "stop_frame": job.stop, "frame_count": job.stop - job.start + 1, "type": "annotation",
-                "stage": "annotation", "state": "new", "status": "annotation", "mode": "interpolation",
-                "dimension": "2d", "data_chunk_size": task.chunk_size,
-                "data_original_chunk_type": "video" if task.video else "imageset",
-                "data_compressed_chunk_type": "video" if task.video else "imageset",
-                "url": f"{self.url}/api/jobs/{job.id}", "assignee": self._user_json(job.assignee),
-                "organization": task.organization,
-                "labels": {"url": f"{self.url}/api/labels?job_id={job.id}"},
-                "issues": {"url": f"{self.url}/api/issues?job_id={job.id}", "count": 0},
-                "created_date": "2026-01-01T00:00:00Z", "updated_date": "2026-01-01T00:00:00Z",
-                "bug_tracker": None, "task_name": f"task {task.id}", "project_name": None, "guide_id": None,
-                "source_storage": None, "target_storage": None, "assignee_updated_date": None}
+        return {
+            "id": job.id,
+            "task_id": task.id,
+            "project_id": task.project_id,
+            "start_frame": job.start,
+            "stop_frame": job.stop,
+            "frame_count": job.stop - job.start + 1,
+            "type": "annotation",
+            "stage": "annotation",
+            "state": "new",
+            "status": "annotation",
+            "mode": "interpolation",
+            "dimension": "2d",
+            "data_chunk_size": task.chunk_size,
+            "data_original_chunk_type": "video" if task.video else "imageset",
+            "data_compressed_chunk_type": "video" if task.video else "imageset",
+            "url": f"{self.url}/api/jobs/{job.id}",
+            "assignee": self._user_json(job.assignee),
+            "organization": task.organization,
+            "labels": {"url": f"{self.url}/api/labels?job_id={job.id}"},
+            "issues": {"url": f"{self.url}/api/issues?job_id={job.id}", "count": 0},
+            "created_date": "2026-01-01T00:00:00Z",
+            "updated_date": "2026-01-01T00:00:00Z",
+            "bug_tracker": None,
+            "task_name": f"task {task.id}",
+            "project_name": None,
+            "guide_id": None,
+            "source_storage": None,
+            "target_storage": None,
+            "assignee_updated_date": None,
+        }
 
     def meta_json(self, task: StubTask) -> dict:
         height, width = task.frames[0].shape[:2]
-        frames = ([{"width": width, "height": height, "name": "video.mp4", "related_files": 0}] if task.video else
-                  [{"width": width, "height": height, "name": name, "related_files": 0} for name in task.names])
-        return {"chunks_updated_date": "2026-01-01T00:00:00Z", "size": len(task.frames), "start_frame": 0,
-                "stop_frame": len(task.frames) - 1, "frame_filter": "", "image_quality": 95,
-                "chunk_size": task.chunk_size, "deleted_frames": task.deleted_frames, "frames": frames}
+        frames = (
+            [{"width": width, "height": height, "name": "video.mp4", "related_files": 0}]
+            if task.video
+            else [{"width": width, "height": height, "name": name, "related_files": 0} for name in task.names]
+        )
+        return {
+            "chunks_updated_date": "2026-01-01T00:00:00Z",
+            "size": len(task.frames),
+            "start_frame": 0,
+            "stop_frame": len(task.frames) - 1,
+            "frame_filter": "",
+            "image_quality": 95,
+            "chunk_size": task.chunk_size,
+            "deleted_frames": task.deleted_frames,
+            "frames": frames,
+        }
 
     # --- frames ------------------------------------------------------------------------------------------
     def chunk(self, task: StubTask, index: int) -> bytes:
         if index not in task.chunks:
-            frames = task.frames[index * task.chunk_size:(index + 1) * task.chunk_size]
+            frames = task.frames[index * task.chunk_size : (index + 1) * task.chunk_size]
             task.chunks[index] = encode_mp4(frames) if task.video else encode_zip(frames)
         return task.chunks[index]
 
@@ -335,8 +440,13 @@ class CvatStub:
             for shape in [obj] if kind == "shapes" else obj["shapes"]:
                 if kind == "tracks" and shape.get("id") is None:
                     shape["id"] = self.new_id()
-                for key, default in (("occluded", False), ("outside", False), ("z_order", 0), ("rotation", 0.0),
-                                     ("attributes", [])):
+                for key, default in (
+                    ("occluded", False),
+                    ("outside", False),
+                    ("z_order", 0),
+                    ("rotation", 0.0),
+                    ("attributes", []),
+                ):
                     shape.setdefault(key, default)
         if kind == "tracks":
             obj.setdefault("elements", [])
@@ -344,11 +454,17 @@ class CvatStub:
         return obj
 
     def _check_in_job(self, job: StubJob, kind: str, obj: dict) -> None:
-        frames = ([obj["start"], obj["stop"] - 1] if kind == "intervals" else
-                  [s["frame"] for s in obj["shapes"]] if kind == "tracks" else [obj["frame"]])
+        frames = (
+            [obj["start"], obj["stop"] - 1]
+            if kind == "intervals"
+            else [s["frame"] for s in obj["shapes"]]
+            if kind == "tracks"
+            else [obj["frame"]]
+        )
         if not all(job.holds(f) for f in frames):
-            raise HttpError(400, {"detail": f"{kind[:-1]} frames {frames} are outside job {job.id} "
-                                            f"[{job.start}, {job.stop}]"})
+            raise HttpError(
+                400, {"detail": f"{kind[:-1]} frames {frames} are outside job {job.id} [{job.start}, {job.stop}]"}
+            )
 
     def write_job(self, job: StubJob, action: str, data: dict) -> dict:
         written = {"version": job.annotations["version"] + 1, "tags": [], "shapes": [], "tracks": [], "intervals": []}
@@ -378,13 +494,21 @@ class CvatStub:
         """A task-level write, sliced per job as CVAT does; nothing is stored when any slice fails."""
         if data.get("intervals") and len(task.jobs) > 1:
             interval = data["intervals"][0]
-            raise HttpError(400, [f"Interval {interval.get('id')} cannot be sliced to the "
-                                  f"[{task.jobs[0].start}, {task.jobs[0].stop}] range"])
+            raise HttpError(
+                400,
+                [
+                    f"Interval {interval.get('id')} cannot be sliced to the "
+                    f"[{task.jobs[0].start}, {task.jobs[0].stop}] range"
+                ],
+            )
         plans = []
         for job in task.jobs:
-            part = {"tags": [o for o in data.get("tags") or [] if job.holds(o["frame"])],
-                    "shapes": [o for o in data.get("shapes") or [] if job.holds(o["frame"])],
-                    "intervals": list(data.get("intervals") or []), "tracks": []}
+            part = {
+                "tags": [o for o in data.get("tags") or [] if job.holds(o["frame"])],
+                "shapes": [o for o in data.get("shapes") or [] if job.holds(o["frame"])],
+                "intervals": list(data.get("intervals") or []),
+                "tracks": [],
+            }
             for track in data.get("tracks") or []:
                 shapes = [s["frame"] for s in track["shapes"]]
                 if len(task.jobs) > 1 or not all(job.holds(f) for f in shapes):
@@ -412,8 +536,13 @@ class CvatStub:
 
     def task_annotations(self, task: StubTask) -> dict:
         """The task's annotations merged over its jobs (an object repeated in an overlap shown once)."""
-        merged = {"version": sum(j.annotations["version"] for j in task.jobs), "tags": [], "shapes": [],
-                  "tracks": [], "intervals": []}
+        merged = {
+            "version": sum(j.annotations["version"] for j in task.jobs),
+            "tags": [],
+            "shapes": [],
+            "tracks": [],
+            "intervals": [],
+        }
         seen = set()
         for job in task.jobs:
             for kind in KINDS:
@@ -433,8 +562,16 @@ class CvatStub:
             if label is None:
                 if any(l["name"] == patch["name"] for l in task.labels):
                     raise HttpError(400, {"labels": [f"label '{patch['name']}' exists"]})
-                label = {"id": self.new_id(), "name": patch["name"], "color": "#00ff00", "type": patch.get("type", "any"),
-                         "attributes": [], "sublabels": [], "has_parent": False, "task_id": task.id}
+                label = {
+                    "id": self.new_id(),
+                    "name": patch["name"],
+                    "color": "#00ff00",
+                    "type": patch.get("type", "any"),
+                    "attributes": [],
+                    "sublabels": [],
+                    "has_parent": False,
+                    "task_id": task.id,
+                }
                 task.labels.append(label)
             for attribute in patch.get("attributes", []):
                 if any(a["name"] == attribute["name"] for a in label["attributes"]):
@@ -470,13 +607,35 @@ class CvatStub:
             job.annotations["shapes"] = [s for s in job.annotations["shapes"] if s["id"] != shape_id]
             job.annotations["version"] += 1
 
-    def ui_draw_mask(self, job_id: int, frame: int, label_id: int, mask: np.ndarray, *, group: int = 0,
-                     attributes: list[dict] | None = None) -> dict:
+    def ui_draw_mask(
+        self,
+        job_id: int,
+        frame: int,
+        label_id: int,
+        mask: np.ndarray,
+        *,
+        group: int = 0,
+        attributes: list[dict] | None = None,
+    ) -> dict:
         with self._lock:
             job = self.task_of_job(job_id).job(job_id)
-            return self.write_job(job, "create", {"shapes": [{
-                "type": "mask", "frame": frame, "label_id": label_id, "points": [float(p) for p in encode_mask(mask)],
-                "source": "manual", "group": group, "attributes": attributes or []}]})["shapes"][0]
+            return self.write_job(
+                job,
+                "create",
+                {
+                    "shapes": [
+                        {
+                            "type": "mask",
+                            "frame": frame,
+                            "label_id": label_id,
+                            "points": [float(p) for p in encode_mask(mask)],
+                            "source": "manual",
+                            "group": group,
+                            "attributes": attributes or [],
+                        }
+                    ]
+                },
+            )["shapes"][0]
 
     # --- dataset export and import (CVAT's COCO 1.0 rules) -----------------------------------------------
     def export_coco(self, task_id: int) -> dict:
@@ -496,8 +655,16 @@ class CvatStub:
                 segmentation, crowd = {"size": rle["size"], "counts": rle["counts"].decode()}, 1
             else:
                 segmentation, crowd = [list(shape["points"])], 0
-            annotations.append({"id": len(annotations) + 1, "image_id": frame + 1, "category_id": categories[label_id],
-                                "segmentation": segmentation, "iscrowd": crowd, "attributes": attributes})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": frame + 1,
+                    "category_id": categories[label_id],
+                    "segmentation": segmentation,
+                    "iscrowd": crowd,
+                    "attributes": attributes,
+                }
+            )
 
         for shape in merged["shapes"]:
             add(shape["frame"], shape["label_id"], shape, {"occluded": shape["occluded"]})
@@ -506,13 +673,27 @@ class CvatStub:
             for frame in range(job.start, job.stop + 1):  # a track ends with its job
                 state = track_state(track["shapes"], frame)
                 if state is not None:
-                    add(frame, track["label_id"], state, {"occluded": state["occluded"], "track_id": track_id,
-                                                          "keyframe": state["keyframe"]})
-        return {"images": [{"id": i + 1, "file_name": f"frame_{i:06d}.jpg" if task.video else task.names[i],
-                            "width": width, "height": height} for i in range(len(task.frames))],
-                "categories": [{"id": i, "name": l["name"]} for l_id, i in categories.items()
-                               for l in task.labels if l["id"] == l_id],
-                "annotations": annotations}
+                    add(
+                        frame,
+                        track["label_id"],
+                        state,
+                        {"occluded": state["occluded"], "track_id": track_id, "keyframe": state["keyframe"]},
+                    )
+        return {
+            "images": [
+                {
+                    "id": i + 1,
+                    "file_name": f"frame_{i:06d}.jpg" if task.video else task.names[i],
+                    "width": width,
+                    "height": height,
+                }
+                for i in range(len(task.frames))
+            ],
+            "categories": [
+                {"id": i, "name": l["name"]} for l_id, i in categories.items() for l in task.labels if l["id"] == l_id
+            ],
+            "annotations": annotations,
+        }
 
     def import_coco(self, task_id: int, coco: dict) -> None:
         """CVAT's COCO 1.0 import (it replaces the task's annotations): ``track_id`` + ``keyframe`` make a
@@ -524,7 +705,7 @@ class CvatStub:
         for image in coco["images"]:
             stem = image["file_name"].rsplit(".", 1)[0]
             if task.video and stem.startswith("frame_"):
-                frame_of[image["id"]] = int(stem[len("frame_"):])
+                frame_of[image["id"]] = int(stem[len("frame_") :])
             else:
                 frame_of[image["id"]] = [n.rsplit(".", 1)[0] for n in task.names].index(stem)
         label_of = {c["id"]: task.label(c["name"]) for c in coco["categories"]}
@@ -535,21 +716,35 @@ class CvatStub:
             attributes = annotation.get("attributes", {})
             segmentation = annotation["segmentation"]
             if isinstance(segmentation, dict):
-                rle = segmentation if isinstance(segmentation["counts"], str) else coco_mask.frPyObjects(
-                    segmentation, height, width)
-                mask = coco_mask.decode(dict(rle, counts=rle["counts"].encode() if isinstance(rle["counts"], str)
-                                             else rle["counts"])).astype(bool)
+                rle = (
+                    segmentation
+                    if isinstance(segmentation["counts"], str)
+                    else coco_mask.frPyObjects(segmentation, height, width)
+                )
+                mask = coco_mask.decode(
+                    dict(rle, counts=rle["counts"].encode() if isinstance(rle["counts"], str) else rle["counts"])
+                ).astype(bool)
                 shape = {"type": "mask", "points": [float(p) for p in encode_mask(mask)]}
             else:
                 shape = {"type": "polygon", "points": [float(p) for p in segmentation[0]]}
             specs = {a["name"]: a["id"] for a in label["attributes"]}
-            values = [{"spec_id": specs[k], "value": str(v).lower() if isinstance(v, bool) else str(v)}
-                      for k, v in attributes.items() if k in specs]
-            shape.update(frame=frame, occluded=bool(attributes.get("occluded", False)), outside=False, z_order=0,
-                         rotation=0.0, attributes=values)
+            values = [
+                {"spec_id": specs[k], "value": str(v).lower() if isinstance(v, bool) else str(v)}
+                for k, v in attributes.items()
+                if k in specs
+            ]
+            shape.update(
+                frame=frame,
+                occluded=bool(attributes.get("occluded", False)),
+                outside=False,
+                z_order=0,
+                rotation=0.0,
+                attributes=values,
+            )
             if "track_id" in attributes and "keyframe" in attributes:
                 tracks.setdefault((attributes["track_id"], label["id"]), []).append(
-                    dict(shape, keyframe=bool(attributes["keyframe"])))
+                    dict(shape, keyframe=bool(attributes["keyframe"]))
+                )
             else:
                 shapes.append(dict(shape, label_id=label["id"], source="file", group=0, score=1.0))
         data = {"shapes": shapes, "tracks": [], "tags": [], "intervals": []}
@@ -565,40 +760,66 @@ class CvatStub:
                 previous = shape
             if previous["frame"] + 1 < len(task.frames):
                 kept.append(dict(previous, frame=previous["frame"] + 1, outside=True, attributes=[]))
-            data["tracks"].append({"label_id": label_id, "frame": kept[0]["frame"], "group": 0, "source": "file",
-                                   "attributes": [], "shapes": [{k: v for k, v in s.items() if k != "keyframe"}
-                                                                for s in kept]})
+            data["tracks"].append(
+                {
+                    "label_id": label_id,
+                    "frame": kept[0]["frame"],
+                    "group": 0,
+                    "source": "file",
+                    "attributes": [],
+                    "shapes": [{k: v for k, v in s.items() if k != "keyframe"} for s in kept],
+                }
+            )
         with self._lock:
             for job in task.jobs:
-                job.annotations = {"version": job.annotations["version"] + 1, "tags": [], "shapes": [],
-                                   "tracks": [], "intervals": []}
+                job.annotations = {
+                    "version": job.annotations["version"] + 1,
+                    "tags": [],
+                    "shapes": [],
+                    "tracks": [],
+                    "intervals": [],
+                }
             self.write_task(task, "create", data)
 
     # --- issues and comments (webhook handlers read and answer them) -------------------------------------
-    def add_issue(self, job_id: int, frame: int, position: list[float], message: str,
-                  owner: str = USER) -> tuple[int, int]:
+    def add_issue(
+        self, job_id: int, frame: int, position: list[float], message: str, owner: str = USER
+    ) -> tuple[int, int]:
         issue_id, comment_id = self.new_id(), self.new_id()
-        self.issues[issue_id] = {"id": issue_id, "frame": frame, "position": position, "job": job_id,
-                                 "owner": {"id": 1, "username": owner, "url": f"{self.url}/api/users/1",
-                                           "first_name": "", "last_name": ""},
-                                 "assignee": None, "resolved": False, "created_date": "2026-01-01T00:00:00Z",
-                                 "updated_date": "2026-01-01T00:00:00Z",
-                                 "comments": {"count": 1, "url": f"{self.url}/api/comments?issue_id={issue_id}"}}
+        self.issues[issue_id] = {
+            "id": issue_id,
+            "frame": frame,
+            "position": position,
+            "job": job_id,
+            "owner": {"id": 1, "username": owner, "url": f"{self.url}/api/users/1", "first_name": "", "last_name": ""},
+            "assignee": None,
+            "resolved": False,
+            "created_date": "2026-01-01T00:00:00Z",
+            "updated_date": "2026-01-01T00:00:00Z",
+            "comments": {"count": 1, "url": f"{self.url}/api/comments?issue_id={issue_id}"},
+        }
         self.comments.append(self._comment(comment_id, issue_id, message, owner))
         return issue_id, comment_id
 
     def _comment(self, comment_id: int, issue_id: int, message: str, owner: str) -> dict:
-        return {"id": comment_id, "issue": issue_id, "message": message,
-                "owner": {"id": 1, "username": owner, "url": f"{self.url}/api/users/1", "first_name": "",
-                          "last_name": ""},
-                "created_date": "2026-01-01T00:00:00Z", "updated_date": "2026-01-01T00:00:00Z"}
+        return {
+            "id": comment_id,
+            "issue": issue_id,
+            "message": message,
+            "owner": {"id": 1, "username": owner, "url": f"{self.url}/api/users/1", "first_name": "", "last_name": ""},
+            "created_date": "2026-01-01T00:00:00Z",
+            "updated_date": "2026-01-01T00:00:00Z",
+        }
 
     # --- HTTP --------------------------------------------------------------------------------------------
     def _route(self, handler, method: str, path: str, query: dict, read_body) -> tuple[int, object, str]:
         parts = [p for p in path.split("/") if p]
         if parts == ["api", "server", "about"]:
-            return 200, {"name": "CVAT", "description": "stub", "version": "2.73.0", "logo_url": "",
-                         "subtitle": ""}, "application/json"
+            return (
+                200,
+                {"name": "CVAT", "description": "stub", "version": "2.73.0", "logo_url": "", "subtitle": ""},
+                "application/json",
+            )
         if parts == ["api", "auth", "login"] and method == "POST":
             data = validate(read_body(), models.LoginSerializerExRequest)
             user = self.users.get(data.get("username"))
@@ -609,27 +830,66 @@ class CvatStub:
         user = self._authenticated(handler, method)
         if parts == ["api", "users", "self"]:
             public = {k: v for k, v in user.items() if k not in ("token", "session", "csrf", "password")}
-            return 200, dict(public, first_name="", last_name="", email="", is_staff=user["is_superuser"],
-                             is_active=True, url=f"{self.url}/api/users/{user['id']}"), "application/json"
+            return (
+                200,
+                dict(
+                    public,
+                    first_name="",
+                    last_name="",
+                    email="",
+                    is_staff=user["is_superuser"],
+                    is_active=True,
+                    url=f"{self.url}/api/users/{user['id']}",
+                ),
+                "application/json",
+            )
         if parts == ["api", "tasks"] and method == "GET":
-            tasks = [self.task_json(t) for t in self.tasks.values() if self.sees_task(user, t) and (
-                "project_id" not in query or t.project_id == int(query["project_id"]))]
+            tasks = [
+                self.task_json(t)
+                for t in self.tasks.values()
+                if self.sees_task(user, t) and ("project_id" not in query or t.project_id == int(query["project_id"]))
+            ]
             return 200, _page(tasks, query), "application/json"
         if len(parts) == 3 and parts[:2] == ["api", "projects"] and method == "GET":
             project = self.projects.get(int(parts[2]))
-            visible = project is not None and ("admin" in user["groups"] or any(
-                t.project_id == int(parts[2]) and self.sees_task(user, t) for t in self.tasks.values()))
+            visible = project is not None and (
+                "admin" in user["groups"]
+                or any(t.project_id == int(parts[2]) and self.sees_task(user, t) for t in self.tasks.values())
+            )
             if not visible:
-                raise HttpError(404 if project is None else 403, {"detail": "Not found." if project is None else
-                                                                  "You do not have permission to perform this action."})
-            return 200, {"id": int(parts[2]), "name": f"project {parts[2]}", "owner": self._user_json(project["owner"]),
-                         "assignee": self._user_json(project["assignee"]), "organization": None}, "application/json"
+                raise HttpError(
+                    404 if project is None else 403,
+                    {
+                        "detail": "Not found."
+                        if project is None
+                        else "You do not have permission to perform this action."
+                    },
+                )
+            return (
+                200,
+                {
+                    "id": int(parts[2]),
+                    "name": f"project {parts[2]}",
+                    "owner": self._user_json(project["owner"]),
+                    "assignee": self._user_json(project["assignee"]),
+                    "organization": None,
+                },
+                "application/json",
+            )
         if parts == ["api", "memberships"] and method == "GET":
-            found = [{"id": i + 1, "user": self._user_json(m["user"]), "organization": m["organization"],
-                      "role": m["role"], "is_active": True}
-                     for i, m in enumerate(self.memberships)
-                     if m["user"] == query.get("user", m["user"]) and str(m["organization"]) == query.get("org_id")
-                     and self._org_role(user, m["organization"]) is not None]
+            found = [
+                {
+                    "id": i + 1,
+                    "user": self._user_json(m["user"]),
+                    "organization": m["organization"],
+                    "role": m["role"],
+                    "is_active": True,
+                }
+                for i, m in enumerate(self.memberships)
+                if m["user"] == query.get("user", m["user"])
+                and str(m["organization"]) == query.get("org_id")
+                and self._org_role(user, m["organization"]) is not None
+            ]
             return 200, _page(found, query), "application/json"
         if len(parts) >= 3 and parts[:2] == ["api", "tasks"] and parts[2].isdigit():
             task = self.tasks.get(int(parts[2]))
@@ -640,7 +900,9 @@ class CvatStub:
             if task is not None and not self.sees_job(user, task, task.job(int(parts[2]))):
                 raise HttpError(403, {"detail": "You do not have permission to perform this action."})
         if parts == ["api", "labels"]:
-            task = self.tasks.get(int(query["task_id"])) if "task_id" in query else self.task_of_job(int(query["job_id"]))
+            task = (
+                self.tasks.get(int(query["task_id"])) if "task_id" in query else self.task_of_job(int(query["job_id"]))
+            )
             if task is None:
                 raise HttpError(404, {"detail": "Not found."})
             return 200, _page(task.labels, query), "application/json"
@@ -715,8 +977,11 @@ class CvatStub:
                 pass
 
             def reply(self, status, body, content_type, location=None):
-                data = body if isinstance(body, bytes) else (
-                    body.encode() if isinstance(body, str) else json.dumps(body).encode())
+                data = (
+                    body
+                    if isinstance(body, bytes)
+                    else (body.encode() if isinstance(body, str) else json.dumps(body).encode())
+                )
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
@@ -787,9 +1052,13 @@ class _QuietServer(ThreadingHTTPServer):
 def _page(items: list, query: dict) -> dict:
     size = int(query.get("page_size", 10))
     page = int(query.get("page", 1))
-    chunk = items[(page - 1) * size: page * size]
-    return {"count": len(items), "next": "next" if page * size < len(items) else None,
-            "previous": None, "results": chunk}
+    chunk = items[(page - 1) * size : page * size]
+    return {
+        "count": len(items),
+        "next": "next" if page * size < len(items) else None,
+        "previous": None,
+        "results": chunk,
+    }
 
 
 def encode_mp4(frames: list[np.ndarray]) -> bytes:

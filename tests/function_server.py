@@ -17,11 +17,32 @@ class ServeProcess:
     """``momentseg serve --port 0`` reading tasks from ``cvat_url``; ``url`` once it listens, ``log`` its lines."""
 
     def __init__(self, checkpoint, cvat_url: str, cvat_token: str, **env: str):
-        environment = dict(os.environ, PYTHONPATH=str(ROOT), CVAT_HOST=cvat_url, CVAT_ACCESS_TOKEN=cvat_token,
-                           MOMENTSEG_TASK_TOKEN=TASK_TOKEN, **env)
+        environment = dict(
+            os.environ,
+            PYTHONPATH=str(ROOT),
+            CVAT_HOST=cvat_url,
+            CVAT_ACCESS_TOKEN=cvat_token,
+            MOMENTSEG_TASK_TOKEN=TASK_TOKEN,
+            **env,
+        )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "momentseg.cli", "serve", "--checkpoint", str(checkpoint), "--device", "cpu",
-             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
+            [
+                sys.executable,
+                "-m",
+                "momentseg.cli",
+                "serve",
+                "--checkpoint",
+                str(checkpoint),
+                "--device",
+                "cpu",
+                "--port",
+                "0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=environment,
+        )
         self.log: list[str] = []
         self.url = None
         started = threading.Event()

@@ -15,8 +15,9 @@ def run_main(module, argv, monkeypatch, capsys):
 def test_gpu_benchmark_small_path_runs_on_cpu(monkeypatch, capsys):
     from bench import gpu
 
-    out = run_main(gpu, ["--device", "cpu", "--small", "--repeats", "1", "--frames", "6", "--size", "64x96"],
-                   monkeypatch, capsys)
+    out = run_main(
+        gpu, ["--device", "cpu", "--small", "--repeats", "1", "--frames", "6", "--size", "64x96"], monkeypatch, capsys
+    )
     row = json.loads(out.strip().splitlines()[-1])
     assert row["device"] == "CPU" and row["frames"] == 6 and row["size"] == "64x96"
     assert set(row["timings_s"]) >= {"tsg", "refvos", "propagation"}
@@ -38,8 +39,12 @@ def test_gpu_benchmark_refuses_cuda_without_a_gpu(monkeypatch):
 def test_propagation_benchmark_compares_with_bare_sam2(monkeypatch, capsys):
     from bench import propagation
 
-    out = run_main(propagation, ["--frames", "4", "--size", "48x64", "--configs", "tiny", "--repeats", "1",
-                                 "--threads", "1"], monkeypatch, capsys)
+    out = run_main(
+        propagation,
+        ["--frames", "4", "--size", "48x64", "--configs", "tiny", "--repeats", "1", "--threads", "1"],
+        monkeypatch,
+        capsys,
+    )
     row = out.strip().splitlines()[-1].split()
     assert row[0] == "tiny"
     bare_wall, ours_wall, ratio = map(float, row[3:6])

@@ -57,8 +57,11 @@ def test_official_layout_round_trips_exactly(official_checkpoint, tmp_path):
     assert (model.info.sam2_trunk, model.info.sam2_image_size) == ("hiera_t", 128)
     on_disk = _file_tensors(official_checkpoint)
     # every tensor on disk is in a module, unchanged, and nothing else is
-    loaded = {OFFICIAL.disk_key(part, key): tensor for part, module in model.parts().items()
-              for key, tensor in module.state_dict().items()}
+    loaded = {
+        OFFICIAL.disk_key(part, key): tensor
+        for part, module in model.parts().items()
+        for key, tensor in module.state_dict().items()
+    }
     assert loaded.keys() == on_disk.keys()
     assert all(torch.equal(loaded[key], on_disk[key]) for key in on_disk)
     assert any(k.startswith("model.layers.") for k in on_disk) and any(k.startswith("visual.") for k in on_disk)
@@ -96,21 +99,28 @@ def test_older_layouts_still_load(layout, tmp_path):
 
 
 def test_missing_key_is_named(editable):
-    _edited_weights_are_refused(editable, lambda w: w.pop("find_hidden_fcs.2.weight"),
-                                r"missing keys: find_hidden_fcs\.2\.weight")
+    _edited_weights_are_refused(
+        editable, lambda w: w.pop("find_hidden_fcs.2.weight"), r"missing keys: find_hidden_fcs\.2\.weight"
+    )
 
 
 def test_unexpected_and_unknown_keys_are_named(editable):
-    _edited_weights_are_refused(editable, lambda w: w.update({"model.extra.weight": torch.zeros(1)}),
-                                r"unexpected keys: model\.extra\.weight")
-    _edited_weights_are_refused(editable,
-                                lambda w: (w.pop("model.extra.weight"), w.update({"lora.A": torch.zeros(1)})),
-                                r"outside every known prefix of the official layout: lora\.A")
+    _edited_weights_are_refused(
+        editable, lambda w: w.update({"model.extra.weight": torch.zeros(1)}), r"unexpected keys: model\.extra\.weight"
+    )
+    _edited_weights_are_refused(
+        editable,
+        lambda w: (w.pop("model.extra.weight"), w.update({"lora.A": torch.zeros(1)})),
+        r"outside every known prefix of the official layout: lora\.A",
+    )
 
 
 def test_wrong_shape_is_named_before_reading(editable):
-    _edited_weights_are_refused(editable, lambda w: w.update({"text_hidden_fcs.2.bias": torch.zeros(3)}),
-                                r"wrong shapes: text_hidden_fcs\.2\.bias \[3\] \(model: \[256\]\)")
+    _edited_weights_are_refused(
+        editable,
+        lambda w: w.update({"text_hidden_fcs.2.bias": torch.zeros(3)}),
+        r"wrong shapes: text_hidden_fcs\.2\.bias \[3\] \(model: \[256\]\)",
+    )
 
 
 def test_truncated_weights_and_bad_config_are_refused(editable):
@@ -126,14 +136,19 @@ def test_truncated_weights_and_bad_config_are_refused(editable):
         load_checkpoint(editable, device="cpu")
 
 
-@pytest.mark.parametrize("edit, message", [
-    ({"hidden_size": "big"}, r"does not describe a Qwen2.5-VL model: .*'hidden_size'.*expected int"),
-    ({"vocab_size": None}, r"does not describe a Qwen2.5-VL model: .*'vocab_size'"),
-    ({"hidden_size": 10 ** 9},
-     r"says vocab_size \d+ and hidden_size 1000000000, but the token embedding .* is \[\d+, 64\]"),
-    ({"sam2_image_size": "big"}, "sam2_image_size must be a whole number of pixels"),
-    ({"sam2_image_size": 10 ** 6}, "sam2_image_size must be a whole number of pixels from 64 to 4096"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"hidden_size": "big"}, r"does not describe a Qwen2.5-VL model: .*'hidden_size'.*expected int"),
+        ({"vocab_size": None}, r"does not describe a Qwen2.5-VL model: .*'vocab_size'"),
+        (
+            {"hidden_size": 10**9},
+            r"says vocab_size \d+ and hidden_size 1000000000, but the token embedding .* is \[\d+, 64\]",
+        ),
+        ({"sam2_image_size": "big"}, "sam2_image_size must be a whole number of pixels"),
+        ({"sam2_image_size": 10**6}, "sam2_image_size must be a whole number of pixels from 64 to 4096"),
+    ],
+)
 def test_a_config_of_the_wrong_type_or_size_is_refused_before_anything_is_built(editable, edit, message):
     """Types and sizes are checked against the weights' headers first: hidden_size 10⁹ allocates nothing."""
     config = json.loads((editable / "config.json").read_text())
@@ -153,7 +168,7 @@ def _shard(folder, names_for):
     weights = load_file(folder / "model.safetensors")
     (folder / "model.safetensors").unlink()
     keys = sorted(weights)
-    halves = {0: keys[: len(keys) // 2], 1: keys[len(keys) // 2:]}
+    halves = {0: keys[: len(keys) // 2], 1: keys[len(keys) // 2 :]}
     weight_map = {}
     for i, part in halves.items():
         save_file({k: weights[k] for k in part}, folder / f"model-0000{i + 1}-of-00002.safetensors")
@@ -171,7 +186,9 @@ def test_index_naming_a_file_outside_the_folder_is_refused(editable, tmp_path):
     outside = tmp_path / "outside.safetensors"
     shutil.copy(editable / "model.safetensors", outside)
     _shard(editable, lambda i: "../outside.safetensors" if i else f"model-0000{i + 1}-of-00002.safetensors")
-    with pytest.raises(CheckpointError, match=r"names '\.\./outside\.safetensors' .* not a file in the checkpoint folder"):
+    with pytest.raises(
+        CheckpointError, match=r"names '\.\./outside\.safetensors' .* not a file in the checkpoint folder"
+    ):
         load_checkpoint(editable, device="cpu")
     index = json.loads((editable / "model.safetensors.index.json").read_text())
     index["weight_map"] = dict.fromkeys(index["weight_map"], str(outside))
@@ -236,7 +253,9 @@ def test_describe_and_info_command(official_checkpoint, tmp_path, capsys):
     assert described["sam2"]["trunk"] == "hiera_t" and described["sam2"]["stages"] == [1, 2, 7, 2]
     weights = load_file(official_checkpoint / "model.safetensors")
     assert described["parameters"]["total"] == sum(t.numel() for t in weights.values())
-    assert described["parameters"]["find_head"] == sum(t.numel() for k, t in weights.items() if k.startswith("find_hidden_fcs."))
+    assert described["parameters"]["find_head"] == sum(
+        t.numel() for k, t in weights.items() if k.startswith("find_hidden_fcs.")
+    )
     assert described["dtype_on_disk"] == {"F32": described["parameters"]["total"]}
     assert set(described["special_tokens"]) >= {"[SEG]", "[FIND]", "<p>", "</p>"}
     assert main(["info", str(official_checkpoint)]) == 0
@@ -254,8 +273,9 @@ def test_dtype_option_reaches_the_loader(official_checkpoint, capsys):
 
     parser = build_parser()
     segment = parser.parse_args(["segment", "clip.mp4", "--prompt", "p", "--checkpoint", "c", "--dtype", "float16"])
-    annotate = parser.parse_args(["cvat", "annotate", "--task", "1", "--prompt", "p", "--checkpoint", "c",
-                                  "--dtype", "bfloat16"])
+    annotate = parser.parse_args(
+        ["cvat", "annotate", "--task", "1", "--prompt", "p", "--checkpoint", "c", "--dtype", "bfloat16"]
+    )
     serve = parser.parse_args(["serve", "--checkpoint", "c", "--dtype", "float32"])
     assert (segment.dtype, annotate.dtype, serve.dtype) == ("float16", "bfloat16", "float32")
     assert main(["segment", "clip.mp4", "--prompt", "p", "--checkpoint", "c", "--dtype", "int8"]) == 2

@@ -26,9 +26,30 @@ def write_frames(folder, count):
 
 
 def segment(folder, checkpoint, out, *extra):
-    return main(["segment", str(folder), "--prompt", "the red dog", "--checkpoint", str(checkpoint),
-                 "--out", str(out), "--keyframes", "4", "--tsg-pixels", str(TINY_PIXELS),
-                 "--image-pixels", str(TINY_PIXELS), "--fps", "10", "--force-answer", "--device", "cpu", *extra])
+    return main(
+        [
+            "segment",
+            str(folder),
+            "--prompt",
+            "the red dog",
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(out),
+            "--keyframes",
+            "4",
+            "--tsg-pixels",
+            str(TINY_PIXELS),
+            "--image-pixels",
+            str(TINY_PIXELS),
+            "--fps",
+            "10",
+            "--force-answer",
+            "--device",
+            "cpu",
+            *extra,
+        ]
+    )
 
 
 def one_error_line(capsys) -> str:
@@ -77,30 +98,81 @@ def test_a_one_frame_video_is_segmented(tiny_checkpoint, tmp_path):
 
 
 def test_errors_exit_2_with_a_message_and_no_trace(frame_folder, tiny_checkpoint, tmp_path, capsys):
-    assert main(["segment", str(frame_folder), "--prompt", "  ", "--checkpoint", str(tiny_checkpoint),
-                 "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "segment",
+                str(frame_folder),
+                "--prompt",
+                "  ",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--out",
+                str(tmp_path / "o"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     assert "prompt is empty" in one_error_line(capsys)
-    assert main(["segment", str(tmp_path / "none"), "--prompt", "x", "--checkpoint", str(tiny_checkpoint),
-                 "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "none"),
+                "--prompt",
+                "x",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--out",
+                str(tmp_path / "o"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     assert "does not exist" in one_error_line(capsys)
-    assert main(["segment", str(frame_folder), "--prompt", "x", "--checkpoint", str(tmp_path / "no" / "ck"),
-                 "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "segment",
+                str(frame_folder),
+                "--prompt",
+                "x",
+                "--checkpoint",
+                str(tmp_path / "no" / "ck"),
+                "--out",
+                str(tmp_path / "o"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     assert "not a folder" in one_error_line(capsys)
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--fps", "0"], "--fps: must be a positive number"),
-    (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--fps", "-5"], "--fps: must be a positive number"),
-    (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--fps", "nan"], "--fps: must be a positive number"),
-    (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--fps", "fast"], "'fast' is not a number"),
-    (["demo", "--fps", "inf"], "--fps: must be a positive number"),
-    (["segment", "v", "--prompt", "x"], "the following arguments are required: --checkpoint"),
-    (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--keyframes", "many"], "keyframes takes an integer, got 'many'"),
-    (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--colour", "red"], "unrecognized arguments"),
-    (["serve", "--checkpoint", "c", "--port", "-1"], "port number"),
-    (["nonsense"], "invalid choice"),
-    ([], "the following arguments are required"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--fps", "0"], "--fps: must be a positive number"),
+        (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--fps", "-5"], "--fps: must be a positive number"),
+        (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--fps", "nan"], "--fps: must be a positive number"),
+        (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--fps", "fast"], "'fast' is not a number"),
+        (["demo", "--fps", "inf"], "--fps: must be a positive number"),
+        (["segment", "v", "--prompt", "x"], "the following arguments are required: --checkpoint"),
+        (
+            ["segment", "v", "--prompt", "x", "--checkpoint", "c", "--keyframes", "many"],
+            "keyframes takes an integer, got 'many'",
+        ),
+        (["segment", "v", "--prompt", "x", "--checkpoint", "c", "--colour", "red"], "unrecognized arguments"),
+        (["serve", "--checkpoint", "c", "--port", "-1"], "port number"),
+        (["nonsense"], "invalid choice"),
+        ([], "the following arguments are required"),
+    ],
+)
 def test_bad_command_lines_exit_2_with_one_line(capsys, arguments, message):
     assert main(arguments) == 2
     assert message in one_error_line(capsys)
@@ -113,16 +185,29 @@ def test_out_and_device_are_checked_before_the_model_is_loaded(frame_folder, tmp
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    cases = [(["--out", str(a_file)], "is a file, not a folder"),
-             (["--out", str(a_file / "sub")], "cannot be created"),
-             (["--out", str(foreign)], "holds files momentseg did not write (notes.txt)"),
-             (["--device", "tpu"], "--device must be 'cuda'"),
-             (["--device", "cuda:9"], "--device is cuda:9 but")]
+    cases = [
+        (["--out", str(a_file)], "is a file, not a folder"),
+        (["--out", str(a_file / "sub")], "cannot be created"),
+        (["--out", str(foreign)], "holds files momentseg did not write (notes.txt)"),
+        (["--device", "tpu"], "--device must be 'cuda'"),
+        (["--device", "cuda:9"], "--device is cuda:9 but"),
+    ]
     if not torch.cuda.is_available():
         cases.append((["--device", "cuda"], "no GPU is visible"))
     for extra, message in cases:
-        arguments = ["segment", str(frame_folder), "--prompt", "x", "--checkpoint", str(missing_checkpoint),
-                     "--out", str(tmp_path / "out"), "--device", "cpu", *extra]
+        arguments = [
+            "segment",
+            str(frame_folder),
+            "--prompt",
+            "x",
+            "--checkpoint",
+            str(missing_checkpoint),
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+            *extra,
+        ]
         assert main(arguments) == 2
         assert message in one_error_line(capsys)
     assert a_file.read_text() == "mine" and (foreign / "notes.txt").read_text() == "mine"
@@ -151,17 +236,36 @@ def damaged_checkpoints(tiny_checkpoint, tmp_path):
     escaping = copy("escaping", with_weights=False)
     outside = tmp_path / "outside.safetensors"
     outside.write_bytes(b"not weights")
-    (escaping / "model.safetensors.index.json").write_text(json.dumps(
-        {"metadata": {}, "weight_map": {"sam2.image_encoder.weight": "../outside.safetensors"}}))
+    (escaping / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": {"sam2.image_encoder.weight": "../outside.safetensors"}})
+    )
     return {"truncated": truncated, "not_json": not_json, "escaping": escaping}
 
 
-@pytest.mark.parametrize("damage, message", [("truncated", "truncated"), ("not_json", "not valid JSON"),
-                                             ("escaping", "not a file in the checkpoint folder")])
-def test_a_damaged_checkpoint_is_one_line_and_exit_2(damaged_checkpoints, frame_folder, tmp_path, capsys, damage,
-                                                     message):
-    assert main(["segment", str(frame_folder), "--prompt", "x", "--checkpoint", str(damaged_checkpoints[damage]),
-                 "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
+@pytest.mark.parametrize(
+    "damage, message",
+    [("truncated", "truncated"), ("not_json", "not valid JSON"), ("escaping", "not a file in the checkpoint folder")],
+)
+def test_a_damaged_checkpoint_is_one_line_and_exit_2(
+    damaged_checkpoints, frame_folder, tmp_path, capsys, damage, message
+):
+    assert (
+        main(
+            [
+                "segment",
+                str(frame_folder),
+                "--prompt",
+                "x",
+                "--checkpoint",
+                str(damaged_checkpoints[damage]),
+                "--out",
+                str(tmp_path / "out"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     assert message in one_error_line(capsys)
     assert not (tmp_path / "out").exists()
 

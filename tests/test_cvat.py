@@ -33,12 +33,12 @@ OPTIONS = SegmentOptions(keyframes=3, tsg_pixels=TINY_PIXELS, image_pixels=TINY_
 
 def disc(frame: int, radius: int = 8) -> np.ndarray:
     yy, xx = np.mgrid[:H, :W]
-    return (yy - 24) ** 2 + (xx - 8 - 2 * frame) ** 2 < radius ** 2
+    return (yy - 24) ** 2 + (xx - 8 - 2 * frame) ** 2 < radius**2
 
 
 def square(y0, x0, size=8) -> np.ndarray:
     mask = np.zeros((H, W), bool)
-    mask[y0:y0 + size, x0:x0 + size] = True
+    mask[y0 : y0 + size, x0 : x0 + size] = True
     return mask
 
 
@@ -46,16 +46,24 @@ class ScriptedModel:
     """The model's answer for a scripted scene (a disc present on ``present`` frames), shaped by the real
     result code; it reads the selected frames from CVAT by chunk, as the local runner does."""
 
-    def __init__(self, client, present, moment=(12, 21), keyframes=(4, 14, 18), center=14, output="mask",
-                 during_run=None):
+    def __init__(
+        self, client, present, moment=(12, 21), keyframes=(4, 14, 18), center=14, output="mask", during_run=None
+    ):
         self.client, self.present, self.moment = client, set(present), moment
         self.keyframes, self.center, self.output = list(keyframes), center, output
         self.during_run = during_run
         self.calls = []
 
     def __call__(self, selection, prompt, anchors):
-        frames = TaskFrames(self.client, selection["id"], selection.get("frame_start"), selection.get("frame_stop"),
-                            selection.get("frame_step"), fps=10, numbers=selection.get("numbers"))
+        frames = TaskFrames(
+            self.client,
+            selection["id"],
+            selection.get("frame_start"),
+            selection.get("frame_stop"),
+            selection.get("frame_step"),
+            fps=10,
+            numbers=selection.get("numbers"),
+        )
         numbers = frames.numbers
         assert frames[len(frames) - 1].shape == (H, W, 3)
         self.calls.append({"selection": selection, "prompt": prompt, "anchors": anchors, "requests": frames.requests})
@@ -68,16 +76,27 @@ class ScriptedModel:
             if mask is None:
                 continue
             points = to_cvat_rle(mask) if self.output == "mask" else mask_to_polygons(mask, 1.0)[0].flat()
-            shapes.append(Shape(index, self.output, points, number in self.keyframes, False,
-                                round(0.5 + number / 100, 4)))
+            shapes.append(
+                Shape(index, self.output, points, number in self.keyframes, False, round(0.5 + number / 100, 4))
+            )
         index = {n: i for i, n in enumerate(numbers)}
         start, end = self.moment
         result = SegmentResult(
-            prompt=prompt, num_frames=len(numbers), width=W, height=H, fps=10.0,
+            prompt=prompt,
+            num_frames=len(numbers),
+            width=W,
+            height=H,
+            fps=10.0,
             moment=Moment(index[start], index[end], start / 10, (end + 1) / 10, 0.8) if start in index else None,
-            moment_reason=None, center_frame=index.get(self.center, 0),
-            keyframes=[index[k] for k in self.keyframes if k in index], similarity=None,
-            tracks=[Track("dog", shapes)] if shapes else [], model={}, options={}, timings={})
+            moment_reason=None,
+            center_frame=index.get(self.center, 0),
+            keyframes=[index[k] for k in self.keyframes if k in index],
+            similarity=None,
+            tracks=[Track("dog", shapes)] if shapes else [],
+            model={},
+            options={},
+            timings={},
+        )
         return result.to_task_frames(numbers)
 
 
@@ -88,18 +107,69 @@ def make_stub():
     dog, cat = task.labels[0]["id"], task.labels[1]["id"]
     jobs = task.jobs  # [0-9], [8-17], [16-25], [24-29]
     # a person's work that must survive everything the tool does
-    server.write_job(jobs[0], "create", {
-        "shapes": [{"type": "mask", "frame": 3, "label_id": cat, "points": [float(p) for p in encode_mask(
-            square(2, 2))], "source": "manual", "group": 0, "attributes": []}],
-        "tracks": [{"frame": 0, "label_id": cat, "source": "manual", "group": 0, "attributes": [], "shapes": [
-            {"type": "polygon", "frame": 0, "points": [1, 1, 20, 1, 20, 20], "outside": False, "attributes": []},
-            {"type": "polygon", "frame": 5, "points": [1, 1, 20, 1, 20, 20], "outside": True, "attributes": []}]}]})
-    server.write_job(jobs[1], "create", {"tags": [{"frame": 12, "label_id": cat, "source": "manual", "attributes": []}],
-                                         "shapes": [{"type": "mask", "frame": 15, "label_id": dog, "source": "manual",
-                                                     "points": [float(p) for p in encode_mask(square(30, 50))],
-                                                     "group": 0, "attributes": []}]})
-    server.hand_made_ids = {o["id"] for job in task.jobs for kind in ("tags", "shapes", "tracks")
-                            for o in job.annotations[kind]}
+    server.write_job(
+        jobs[0],
+        "create",
+        {
+            "shapes": [
+                {
+                    "type": "mask",
+                    "frame": 3,
+                    "label_id": cat,
+                    "points": [float(p) for p in encode_mask(square(2, 2))],
+                    "source": "manual",
+                    "group": 0,
+                    "attributes": [],
+                }
+            ],
+            "tracks": [
+                {
+                    "frame": 0,
+                    "label_id": cat,
+                    "source": "manual",
+                    "group": 0,
+                    "attributes": [],
+                    "shapes": [
+                        {
+                            "type": "polygon",
+                            "frame": 0,
+                            "points": [1, 1, 20, 1, 20, 20],
+                            "outside": False,
+                            "attributes": [],
+                        },
+                        {
+                            "type": "polygon",
+                            "frame": 5,
+                            "points": [1, 1, 20, 1, 20, 20],
+                            "outside": True,
+                            "attributes": [],
+                        },
+                    ],
+                }
+            ],
+        },
+    )
+    server.write_job(
+        jobs[1],
+        "create",
+        {
+            "tags": [{"frame": 12, "label_id": cat, "source": "manual", "attributes": []}],
+            "shapes": [
+                {
+                    "type": "mask",
+                    "frame": 15,
+                    "label_id": dog,
+                    "source": "manual",
+                    "points": [float(p) for p in encode_mask(square(30, 50))],
+                    "group": 0,
+                    "attributes": [],
+                }
+            ],
+        },
+    )
+    server.hand_made_ids = {
+        o["id"] for job in task.jobs for kind in ("tags", "shapes", "tracks") for o in job.annotations[kind]
+    }
     return server
 
 
@@ -117,15 +187,24 @@ def client(stub):
 
 def person_work(stub, task_id=42):
     """The hand-made annotations the task started with, as stored now, per job."""
-    return {job.id: {kind: [o for o in job.annotations[kind] if o["id"] in stub.hand_made_ids]
-                     for kind in ("tags", "shapes", "tracks", "intervals")} for job in stub.tasks[task_id].jobs}
+    return {
+        job.id: {
+            kind: [o for o in job.annotations[kind] if o["id"] in stub.hand_made_ids]
+            for kind in ("tags", "shapes", "tracks", "intervals")
+        }
+        for job in stub.tasks[task_id].jobs
+    }
 
 
 def objects_in(stub, group, kind="shapes", task_id=42):
     """The object's annotations per job: its group, or a person's shape whose "object" attribute names it."""
     task = stub.tasks[task_id]
-    return {job.id: [o for o in job.annotations[kind] if o.get("group") == group
-                     or attribute(task, o, "object") == str(group)] for job in task.jobs}
+    return {
+        job.id: [
+            o for o in job.annotations[kind] if o.get("group") == group or attribute(task, o, "object") == str(group)
+        ]
+        for job in task.jobs
+    }
 
 
 def attribute(task, shape, name):
@@ -134,6 +213,7 @@ def attribute(task, shape, name):
 
 
 # --- frames -----------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("video", [True, False])
 def test_frames_are_read_by_chunk_with_a_bounded_cache(video):
@@ -172,6 +252,7 @@ def test_a_chunk_cvat_sends_damaged_is_named_without_errno(video):
 
 # --- annotate ---------------------------------------------------------------------------------------------
 
+
 def test_annotate_writes_per_frame_masks_where_cvat_slices_them(stub, client):
     before = person_work(stub)
     model = ScriptedModel(client, present=set(range(4, 24)) - {10})
@@ -184,8 +265,9 @@ def test_annotate_writes_per_frame_masks_where_cvat_slices_them(stub, client):
     for job in task.jobs:
         assert all(job.holds(s["frame"]) for s in shapes[job.id])
         assert not job.annotations["tracks"] or all(t["source"] == "manual" for t in job.annotations["tracks"])
-        assert sorted(s["frame"] for s in shapes[job.id]) == [f for f in range(job.start, job.stop + 1)
-                                                              if f in model.present]
+        assert sorted(s["frame"] for s in shapes[job.id]) == [
+            f for f in range(job.start, job.stop + 1) if f in model.present
+        ]
     # overlap frames 8, 9, 16, 17 live in both jobs, each with its own id
     assert len({s["id"] for ss in shapes.values() for s in ss}) == 19 + 4
     every = [s for ss in shapes.values() for s in ss]
@@ -194,8 +276,9 @@ def test_annotate_writes_per_frame_masks_where_cvat_slices_them(stub, client):
         assert shape["score"] == round(0.5 + shape["frame"] / 100, 4)
         np.testing.assert_array_equal(decode_mask(shape["points"], image_width=W, image_height=H), disc(shape["frame"]))
         assert attribute(task, shape, "object") == str(group) and attribute(task, shape, "prompt") == "the red dog"
-        assert attribute(task, shape, "MCS") == ("c*" if shape["frame"] == 14 else
-                                                 "keyframe" if shape["frame"] in (4, 18) else "no")
+        assert attribute(task, shape, "MCS") == (
+            "c*" if shape["frame"] == 14 else "keyframe" if shape["frame"] in (4, 18) else "no"
+        )
     tags = [t for ss in objects_in(stub, group, "tags").values() for t in ss]
     assert sorted({t["frame"] for t in tags}) == list(range(12, 22)) and all("score" not in t for t in tags)
     assert {t["label_id"] for t in tags} == {task.label("moment")["id"]}
@@ -259,11 +342,19 @@ def test_an_image_task_every_other_frame_exported_under_its_source_names(stub, c
     names = [f"clip/{i:05d}.jpg" for i in range(T)]
     task = stub.add_task(44, synthetic_frames(T), ["dog"], video=False, segment_size=16, chunk_size=4, names=names)
     model = ScriptedModel(client, present=range(0, T), moment=(10, 14), keyframes=(10,), center=10)
-    summary = annotate_task(client, 44, "the red dog", "dog", model, frames={"frame_start": 2, "frame_stop": 20,
-                                                                            "frame_step": 2}, create_attributes=True)
+    summary = annotate_task(
+        client,
+        44,
+        "the red dog",
+        "dog",
+        model,
+        frames={"frame_start": 2, "frame_stop": 20, "frame_step": 2},
+        create_attributes=True,
+    )
     assert summary.object_frames == list(range(2, 21, 2))
-    edited = stub.ui_edit_mask(task.jobs[0].id, next(s["id"] for s in task.jobs[0].annotations["shapes"]
-                                                     if s["frame"] == 6), square(5, 5))
+    edited = stub.ui_edit_mask(
+        task.jobs[0].id, next(s["id"] for s in task.jobs[0].annotations["shapes"] if s["frame"] == 6), square(5, 5)
+    )
     refine_model = ScriptedModel(client, present=range(0, T), moment=(10, 14), keyframes=(10,), center=10)
     refine_object(client, 44, summary.object_id, refine_model)
     assert refine_model.calls[0]["selection"]["numbers"] == list(range(2, 21, 2))  # what annotate processed
@@ -298,8 +389,9 @@ def test_checks_come_before_the_model_and_nothing_is_written_on_failure(stub, cl
     with pytest.raises(RuntimeError):
         annotate_task(client, 42, "x", "dog", broken, create_labels=True, create_attributes=True)
     with pytest.raises(NothingFoundError, match="nothing written"):
-        annotate_task(client, 42, "x", "dog", ScriptedModel(client, present=[]), create_labels=True,
-                      create_attributes=True)
+        annotate_task(
+            client, 42, "x", "dog", ScriptedModel(client, present=[]), create_labels=True, create_attributes=True
+        )
     assert ([j.annotations for j in stub.tasks[42].jobs], stub.tasks[42].labels) == before
 
 
@@ -315,6 +407,7 @@ def test_a_failed_write_is_undone_and_says_what_is_in_the_task(stub, client):
 
 # --- the correction loop ----------------------------------------------------------------------------------
 
+
 def test_the_whole_loop_keeps_every_edit_of_a_person(stub, client, tmp_path):
     task = stub.tasks[42]
     jobs = task.jobs
@@ -329,14 +422,24 @@ def test_the_whole_loop_keeps_every_edit_of_a_person(stub, client, tmp_path):
     # it (manual, its "object" attribute set), deletes frame 20's mask, marks frame 22 occluded
     corrected = square(10, 10, 12)
     edited = stub.ui_edit_mask(jobs[0].id, shape_at[(jobs[0].id, 6)]["id"], corrected)
-    drawn = stub.ui_draw_mask(jobs[1].id, 10, dog, square(20, 20), attributes=[
-        {"spec_id": task.attribute_id("dog", "object"), "value": str(group)}])
+    drawn = stub.ui_draw_mask(
+        jobs[1].id,
+        10,
+        dog,
+        square(20, 20),
+        attributes=[{"spec_id": task.attribute_id("dog", "object"), "value": str(group)}],
+    )
     stub.ui_delete(jobs[2].id, shape_at[(jobs[2].id, 20)]["id"])
     occluded = stub.ui_set(jobs[2].id, shape_at[(jobs[2].id, 22)]["id"], occluded=True)
     mcs = task.attribute_id("dog", "MCS")
-    retagged = stub.ui_set(jobs[1].id, shape_at[(jobs[1].id, 15)]["id"], attributes=[
-        a if a["spec_id"] != mcs else {"spec_id": mcs, "value": "keyframe"} for a in shape_at[(jobs[1].id, 15)][
-            "attributes"]])
+    retagged = stub.ui_set(
+        jobs[1].id,
+        shape_at[(jobs[1].id, 15)]["id"],
+        attributes=[
+            a if a["spec_id"] != mcs else {"spec_id": mcs, "value": "keyframe"}
+            for a in shape_at[(jobs[1].id, 15)]["attributes"]
+        ],
+    )
 
     # ... and, while the model runs, redraws frame 13 in job 2
     late = {}
@@ -399,8 +502,9 @@ def test_the_whole_loop_keeps_every_edit_of_a_person(stub, client, tmp_path):
 
 
 def test_a_shape_deleted_just_before_refine_writes_stays_deleted(stub, client):
-    summary = annotate_task(client, 42, "the red dog", "dog", ScriptedModel(client, present=range(4, 24)),
-                            create_attributes=True)
+    summary = annotate_task(
+        client, 42, "the red dog", "dog", ScriptedModel(client, present=range(4, 24)), create_attributes=True
+    )
     job = stub.tasks[42].jobs[1]
     target = next(s for s in objects_in(stub, summary.object_id)[job.id] if s["frame"] == 12)
     reads = []
@@ -427,8 +531,9 @@ def test_refine_when_the_model_finds_nothing_changes_nothing(stub, client):
 
 
 def test_refine_refuses_what_it_cannot_do_safely(stub, client):
-    polygons = annotate_task(client, 42, "the dog", "dog", ScriptedModel(client, present=range(5), output="polygon"),
-                             output="polygon")
+    polygons = annotate_task(
+        client, 42, "the dog", "dog", ScriptedModel(client, present=range(5), output="polygon"), output="polygon"
+    )
     with pytest.raises(MomentSegError, match="polygon track"):
         refine_object(client, 42, polygons.object_id, ScriptedModel(client, present=range(5)))
     with pytest.raises(MomentSegError, match="no object 999"):
@@ -439,8 +544,9 @@ def test_refine_refuses_what_it_cannot_do_safely(stub, client):
 
 
 def test_a_failed_refine_write_leaves_every_person_shape_and_says_how_to_resume(stub, client):
-    summary = annotate_task(client, 42, "the red dog", "dog", ScriptedModel(client, present=range(4, 24)),
-                            create_attributes=True)
+    summary = annotate_task(
+        client, 42, "the red dog", "dog", ScriptedModel(client, present=range(4, 24)), create_attributes=True
+    )
     jobs = stub.tasks[42].jobs
     edited = stub.ui_edit_mask(jobs[0].id, objects_in(stub, summary.object_id)[jobs[0].id][0]["id"], square(3, 3))
     hand_made = person_work(stub)
@@ -448,8 +554,11 @@ def test_a_failed_refine_write_leaves_every_person_shape_and_says_how_to_resume(
     with pytest.raises(PartialWriteError, match="person is untouched: run refine again") as failure:
         refine_object(client, 42, summary.object_id, ScriptedModel(client, present=range(2, 26)))
     # what the message counts is what CVAT holds: the creates before the failure were taken back
-    assert re.search(rf"0 of the tool's shapes were updated and 0 deleted .*the failed request \(create of \d+ "
-                     rf"objects in job {jobs[2].id}\) may or may not have been applied", str(failure.value))
+    assert re.search(
+        rf"0 of the tool's shapes were updated and 0 deleted .*the failed request \(create of \d+ "
+        rf"objects in job {jobs[2].id}\) may or may not have been applied",
+        str(failure.value),
+    )
     assert person_work(stub) == hand_made
     assert edited in objects_in(stub, summary.object_id)[jobs[0].id]
     again = refine_object(client, 42, summary.object_id, ScriptedModel(client, present=range(2, 26)))
@@ -457,15 +566,21 @@ def test_a_failed_refine_write_leaves_every_person_shape_and_says_how_to_resume(
 
 
 def test_refine_with_the_real_pipeline_reading_frames_by_chunk(stub, client, tiny_model):
-    summary = annotate_task(client, 42, "the red dog", "dog", ScriptedModel(client, present=range(8, 18)),
-                            create_attributes=True)
+    summary = annotate_task(
+        client, 42, "the red dog", "dog", ScriptedModel(client, present=range(8, 18)), create_attributes=True
+    )
     jobs = stub.tasks[42].jobs
     target = next(s for s in objects_in(stub, summary.object_id)[jobs[1].id] if s["frame"] == 12)
     edited = stub.ui_edit_mask(jobs[1].id, target["id"], square(10, 30, 14))
     hand_made = person_work(stub)
     progress = []
-    run = local_runner(client, MomentSegPipeline(tiny_model), OPTIONS, fps=10,
-                       progress=lambda stage, done, total: progress.append(stage))
+    run = local_runner(
+        client,
+        MomentSegPipeline(tiny_model),
+        OPTIONS,
+        fps=10,
+        progress=lambda stage, done, total: progress.append(stage),
+    )
     refined = refine_object(client, 42, summary.object_id, run)
     assert refined.anchors == [12] and progress  # the pipeline reported its stages
     assert edited in stub.tasks[42].job(jobs[1].id).annotations["shapes"]
@@ -474,6 +589,7 @@ def test_refine_with_the_real_pipeline_reading_frames_by_chunk(stub, client, tin
 
 
 # --- command line -----------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def function(stub, tiny_model, monkeypatch):
@@ -485,38 +601,75 @@ def function(stub, tiny_model, monkeypatch):
     from http_helpers import serve_in_thread
 
     monkeypatch.setenv("MOMENTSEG_TASK_TOKEN", "task-token")
-    service = build_service_from_env({"CVAT_HOST": stub.url, "CVAT_ACCESS_TOKEN": TOKEN,
-                                      "MOMENTSEG_TASK_TOKEN": "task-token"}, pipeline=MomentSegPipeline(tiny_model))
+    service = build_service_from_env(
+        {"CVAT_HOST": stub.url, "CVAT_ACCESS_TOKEN": TOKEN, "MOMENTSEG_TASK_TOKEN": "task-token"},
+        pipeline=MomentSegPipeline(tiny_model),
+    )
     server, stop = serve_in_thread(create_app(service, ServeSettings()), ServeSettings())
     yield f"http://127.0.0.1:{server.port}/"
     stop()
 
 
 # the acceptance check's non-default options, on the tiny model's pixel budgets
-PARITY = ["--force-answer", "--keyframes", "4", "--threshold", "0.3", "--window", "3",
-          "--tsg-pixels", str(TINY_PIXELS), "--image-pixels", str(TINY_PIXELS)]
+PARITY = [
+    "--force-answer",
+    "--keyframes",
+    "4",
+    "--threshold",
+    "0.3",
+    "--window",
+    "3",
+    "--tsg-pixels",
+    str(TINY_PIXELS),
+    "--image-pixels",
+    str(TINY_PIXELS),
+]
 
 
 def object_state(stub, group):
     """What the tool wrote for an object, per job, without the ids the server gave."""
-    return {job_id: sorted(({k: v for k, v in shape.items() if k != "id"} for shape in shapes),
-                           key=lambda shape: (shape["frame"], shape["type"]))
-            for job_id, shapes in objects_in(stub, group).items()}
+    return {
+        job_id: sorted(
+            ({k: v for k, v in shape.items() if k != "id"} for shape in shapes),
+            key=lambda shape: (shape["frame"], shape["type"]),
+        )
+        for job_id, shapes in objects_in(stub, group).items()
+    }
 
 
 def annotate_then_refine(stub, where, monkeypatch, capsys):
     """annotate, a person's fix of frame 7, refine; the JSON summaries and what the task then holds."""
     monkeypatch.setenv("CVAT_HOST", stub.url)
     monkeypatch.setenv("CVAT_ACCESS_TOKEN", TOKEN)
-    assert main(["cvat", "annotate", "--task", "42", "--prompt", "the red dog", "--label", "dog", "--json",
-                 "--create-labels", "--create-attributes", *where, *PARITY]) == 0
+    assert (
+        main(
+            [
+                "cvat",
+                "annotate",
+                "--task",
+                "42",
+                "--prompt",
+                "the red dog",
+                "--label",
+                "dog",
+                "--json",
+                "--create-labels",
+                "--create-attributes",
+                *where,
+                *PARITY,
+            ]
+        )
+        == 0
+    )
     annotated = json.loads(capsys.readouterr().out)
     after_annotate = object_state(stub, annotated["object_id"])
     jobs = stub.tasks[42].jobs
     shape = next(s for s in objects_in(stub, annotated["object_id"])[jobs[0].id] if s["frame"] == 7)
     stub.ui_edit_mask(jobs[0].id, shape["id"], square(4, 4))
-    assert main(["cvat", "refine", "--task", "42", "--object", str(annotated["object_id"]), "--json",
-                 *where, *PARITY]) == 0
+    assert (
+        main(["cvat", "refine", "--task", "42", "--object", str(annotated["object_id"]), "--json", *where, *PARITY])
+        == 0
+    )
     refined = json.loads(capsys.readouterr().out)
     for summary in (annotated, refined):
         summary.pop("seconds"), summary.pop("link")  # the time taken; the server's address
@@ -527,8 +680,9 @@ def test_the_function_writes_what_an_in_process_run_writes(stub, function, tiny_
     through_function = annotate_then_refine(stub, ["--function", function], monkeypatch, capsys)
     local = make_stub()
     try:
-        in_process = annotate_then_refine(local, ["--checkpoint", str(tiny_checkpoint), "--device", "cpu"],
-                                          monkeypatch, capsys)
+        in_process = annotate_then_refine(
+            local, ["--checkpoint", str(tiny_checkpoint), "--device", "cpu"], monkeypatch, capsys
+        )
         assert person_work(local) == person_work(stub)
     finally:
         local.close()
@@ -544,24 +698,61 @@ def test_cli_function_errors_are_one_line(stub, function, tmp_path, monkeypatch,
     assert main(["cvat", "annotate", "--task", "42", "--prompt", "x", "--label", "horse", "--function", function]) == 2
     assert "label 'horse' is not in task 42" in capsys.readouterr().err
     # the task is checked before a model is loaded
-    assert main(["cvat", "annotate", "--task", "42", "--prompt", "x", "--label", "horse",
-                 "--checkpoint", str(tmp_path / "no-such-checkpoint"), "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "cvat",
+                "annotate",
+                "--task",
+                "42",
+                "--prompt",
+                "x",
+                "--label",
+                "horse",
+                "--checkpoint",
+                str(tmp_path / "no-such-checkpoint"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     assert "label 'horse' is not in task 42" in capsys.readouterr().err
     assert main(["cvat", "annotate", "--task", "42", "--prompt", "x", "--label", "dog"]) == 2
-    assert "give --function URL (the deployed function or momentseg serve) or --checkpoint PATH" in capsys.readouterr().err
+    assert (
+        "give --function URL (the deployed function or momentseg serve) or --checkpoint PATH" in capsys.readouterr().err
+    )
     monkeypatch.setenv("MOMENTSEG_TASK_TOKEN", "wrong")
     assert main(["cvat", "annotate", "--task", "42", "--prompt", "x", "--label", "dog", "--function", function]) == 2
     assert "answered 401" in capsys.readouterr().err
-    assert all(o["id"] in stub.hand_made_ids for job in stub.tasks[42].jobs  # nothing written
-               for kind in ("tags", "shapes", "tracks") for o in job.annotations[kind])
+    assert all(
+        o["id"] in stub.hand_made_ids
+        for job in stub.tasks[42].jobs  # nothing written
+        for kind in ("tags", "shapes", "tracks")
+        for o in job.annotations[kind]
+    )
 
 
 def test_cli_export_after_annotate(stub, monkeypatch, client, tmp_path):
     summary = annotate_task(client, 42, "the red dog", "dog", ScriptedModel(client, present=range(6, 20)))
     monkeypatch.setenv("CVAT_HOST", stub.url)
     monkeypatch.setenv("CVAT_ACCESS_TOKEN", TOKEN)
-    assert main(["export", "--task", "42", "--object", str(summary.object_id), "--format", "refvos-png",
-                 "--out", str(tmp_path / "refvos")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--task",
+                "42",
+                "--object",
+                str(summary.object_id),
+                "--format",
+                "refvos-png",
+                "--out",
+                str(tmp_path / "refvos"),
+            ]
+        )
+        == 0
+    )
     folder = tmp_path / "refvos" / "Annotations" / "task_42" / str(summary.object_id)
     assert sorted(p.name for p in folder.iterdir()) == [f"{i:05d}.png" for i in range(T)]
 
@@ -570,7 +761,11 @@ def test_a_function_request_names_the_frames_the_workflow_chose():
     from momentseg.cvat.runners import task_request
 
     assert task_request({"id": 4, "numbers": list(range(2, 21, 2))}) == {
-        "id": 4, "frame_start": 2, "frame_stop": 20, "frame_step": 2}
+        "id": 4,
+        "frame_start": 2,
+        "frame_stop": 20,
+        "frame_step": 2,
+    }
     assert task_request({"id": 4, "numbers": [7]}) == {"id": 4, "frame_start": 7, "frame_stop": 7, "frame_step": 1}
     # a refine's frames: a range with a person's anchor beyond it, and a deleted frame
     assert task_request({"id": 4, "numbers": [0, 1, 2, 4, 5, 9]}) == {"id": 4, "frames": "0-2,4-5,9-9"}

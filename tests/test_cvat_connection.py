@@ -34,12 +34,15 @@ def stub():
     server.close()
 
 
-@pytest.mark.parametrize("url, expected", [
-    ("https://user:s3cret@cvat.example.com:8080/api/tasks?x=1", "https://cvat.example.com:8080/api/tasks?x=1"),
-    ("http://cvat:8080/path?token=abc&page=2&api_key=k", "http://cvat:8080/path?token=***&page=2&api_key=***"),
-    ("http://only-user@host/", "http://host/"),
-    ("http://host/?password=p%40ss", "http://host/?password=***"),
-])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("https://user:s3cret@cvat.example.com:8080/api/tasks?x=1", "https://cvat.example.com:8080/api/tasks?x=1"),
+        ("http://cvat:8080/path?token=abc&page=2&api_key=k", "http://cvat:8080/path?token=***&page=2&api_key=***"),
+        ("http://only-user@host/", "http://host/"),
+        ("http://host/?password=p%40ss", "http://host/?password=***"),
+    ],
+)
 def test_redact_url(url, expected):
     assert redact_url(url) == expected
 

@@ -17,8 +17,7 @@ def npm():
         pytest.fail("npm (node >= 20) is needed to check the CVAT plugin in cvat-plugin/")
     installed = PLUGIN / "node_modules" / ".package-lock.json"
     if not installed.exists() or installed.stat().st_mtime < (PLUGIN / "package-lock.json").stat().st_mtime:
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=PLUGIN, check=True, timeout=900,
-                       capture_output=True)
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=PLUGIN, check=True, timeout=900, capture_output=True)
     return npm
 
 

@@ -35,8 +35,14 @@ def disc(frame):
 
 
 def mask_shape(frame, label_id, **extra):
-    return models.LabeledShapeRequest(type="mask", frame=frame, label_id=label_id, source="auto",
-                                      points=[float(p) for p in encode_mask(disc(frame))], **extra)
+    return models.LabeledShapeRequest(
+        type="mask",
+        frame=frame,
+        label_id=label_id,
+        source="auto",
+        points=[float(p) for p in encode_mask(disc(frame))],
+        **extra,
+    )
 
 
 def jobs_of(api):
@@ -51,21 +57,35 @@ def test_jobs_by_segment_size_and_overlap(stub):
 
 def test_a_task_level_mask_track_is_a_500_and_stores_nothing(stub, api):
     label = stub.tasks[1].labels[0]["id"]
-    track = models.LabeledTrackRequest(frame=0, label_id=label, source="auto", shapes=[
-        models.TrackedShapeRequest(type="mask", frame=f, points=[float(p) for p in encode_mask(disc(f))])
-        for f in range(60)])
+    track = models.LabeledTrackRequest(
+        frame=0,
+        label_id=label,
+        source="auto",
+        shapes=[
+            models.TrackedShapeRequest(type="mask", frame=f, points=[float(p) for p in encode_mask(disc(f))])
+            for f in range(60)
+        ],
+    )
     with pytest.raises(ApiException) as error:
-        api.tasks_api.partial_update_annotations("create", 1, patched_labeled_data_request=
-                                                 models.PatchedLabeledDataRequest(tracks=[track]))
+        api.tasks_api.partial_update_annotations(
+            "create", 1, patched_labeled_data_request=models.PatchedLabeledDataRequest(tracks=[track])
+        )
     assert error.value.status == 500 and "html" in error.value.headers["Content-Type"]
     assert all(not any(j.annotations[k] for k in ("shapes", "tracks")) for j in stub.tasks[1].jobs)
     # per job it is stored, and then CVAT's COCO export fails
     job = jobs_of(api)[1]
-    inside = models.LabeledTrackRequest(frame=20, label_id=label, source="auto", shapes=[
-        models.TrackedShapeRequest(type="mask", frame=f, points=[float(p) for p in encode_mask(disc(f))])
-        for f in range(20, 40)])
-    api.jobs_api.partial_update_annotations("create", job.id, patched_labeled_data_request=
-                                            models.PatchedLabeledDataRequest(tracks=[inside]))
+    inside = models.LabeledTrackRequest(
+        frame=20,
+        label_id=label,
+        source="auto",
+        shapes=[
+            models.TrackedShapeRequest(type="mask", frame=f, points=[float(p) for p in encode_mask(disc(f))])
+            for f in range(20, 40)
+        ],
+    )
+    api.jobs_api.partial_update_annotations(
+        "create", job.id, patched_labeled_data_request=models.PatchedLabeledDataRequest(tracks=[inside])
+    )
     with pytest.raises(ExportError, match="NotImplementedError"):
         stub.export_coco(1)
 
@@ -75,8 +95,13 @@ def test_a_task_level_polygon_track_gets_keyframes_at_job_boundaries(stub, api):
     square = [10.0, 10.0, 30.0, 10.0, 30.0, 30.0, 10.0, 30.0]
     shapes = [models.TrackedShapeRequest(type="polygon", frame=f, points=square) for f in range(0, 60, 10)]
     shapes.append(models.TrackedShapeRequest(type="polygon", frame=59, points=square, outside=True))
-    api.tasks_api.partial_update_annotations("create", 1, patched_labeled_data_request=models.PatchedLabeledDataRequest(
-        tracks=[models.LabeledTrackRequest(frame=0, label_id=label, shapes=shapes)]))
+    api.tasks_api.partial_update_annotations(
+        "create",
+        1,
+        patched_labeled_data_request=models.PatchedLabeledDataRequest(
+            tracks=[models.LabeledTrackRequest(frame=0, label_id=label, shapes=shapes)]
+        ),
+    )
     keyframes = []
     for job in jobs_of(api):
         data, _ = api.jobs_api.retrieve_annotations(job.id)
@@ -92,7 +117,8 @@ def test_shapes_and_tags_keep_source_tags_have_no_score(stub, api):
     label, moment = (l["id"] for l in stub.tasks[1].labels)
     data = models.PatchedLabeledDataRequest(
         shapes=[mask_shape(f, label, score=0.87) for f in range(60)],
-        tags=[models.LabeledImageRequest(frame=f, label_id=moment, source="auto") for f in range(20, 36)])
+        tags=[models.LabeledImageRequest(frame=f, label_id=moment, source="auto") for f in range(20, 36)],
+    )
     api.tasks_api.partial_update_annotations("create", 1, patched_labeled_data_request=data)
     shapes = [s for j in stub.tasks[1].jobs for s in j.annotations["shapes"]]
     tags = [t for j in stub.tasks[1].jobs for t in j.annotations["tags"]]
@@ -102,9 +128,18 @@ def test_shapes_and_tags_keep_source_tags_have_no_score(stub, api):
     # an update replaces the whole shape: the source as sent, an omitted score is 1.0
     job = jobs_of(api)[0]
     stored = next(s for s in stub.tasks[1].jobs[0].annotations["shapes"] if s["frame"] == 3)
-    update = models.PatchedLabeledDataRequest(shapes=[models.LabeledShapeRequest(
-        id=stored["id"], type="mask", frame=3, label_id=label, source="semi-auto",
-        points=[float(p) for p in encode_mask(disc(9))])])
+    update = models.PatchedLabeledDataRequest(
+        shapes=[
+            models.LabeledShapeRequest(
+                id=stored["id"],
+                type="mask",
+                frame=3,
+                label_id=label,
+                source="semi-auto",
+                points=[float(p) for p in encode_mask(disc(9))],
+            )
+        ]
+    )
     api.jobs_api.partial_update_annotations("update", job.id, patched_labeled_data_request=update)
     after = next(s for s in stub.tasks[1].jobs[0].annotations["shapes"] if s["id"] == stored["id"])
     assert after["source"] == "semi-auto" and after["score"] == 1.0
@@ -114,22 +149,36 @@ def test_intervals_only_inside_one_job(stub, api):
     moment = stub.tasks[1].labels[1]["id"]
     interval = models.LabeledIntervalRequest(label_id=moment, start=22, stop=30, score=0.8, source="auto")
     with pytest.raises(ApiException) as error:
-        api.tasks_api.partial_update_annotations("create", 1, patched_labeled_data_request=
-                                                 models.PatchedLabeledDataRequest(intervals=[interval]))
+        api.tasks_api.partial_update_annotations(
+            "create", 1, patched_labeled_data_request=models.PatchedLabeledDataRequest(intervals=[interval])
+        )
     assert error.value.status == 400 and "cannot be sliced" in error.value.body
-    api.jobs_api.partial_update_annotations("create", jobs_of(api)[1].id, patched_labeled_data_request=
-                                            models.PatchedLabeledDataRequest(intervals=[interval]))
+    api.jobs_api.partial_update_annotations(
+        "create",
+        jobs_of(api)[1].id,
+        patched_labeled_data_request=models.PatchedLabeledDataRequest(intervals=[interval]),
+    )
     assert stub.tasks[1].jobs[1].annotations["intervals"][0]["stop"] == 30
     one_job = stub.add_task(3, synthetic_frames(10), ["moment"])
-    api.tasks_api.partial_update_annotations("create", 3, patched_labeled_data_request=models.PatchedLabeledDataRequest(
-        intervals=[models.LabeledIntervalRequest(label_id=one_job.labels[0]["id"], start=2, stop=10)]))
+    api.tasks_api.partial_update_annotations(
+        "create",
+        3,
+        patched_labeled_data_request=models.PatchedLabeledDataRequest(
+            intervals=[models.LabeledIntervalRequest(label_id=one_job.labels[0]["id"], start=2, stop=10)]
+        ),
+    )
     assert one_job.jobs[0].annotations["intervals"][0]["start"] == 2
 
 
 def test_coco_export_and_reimport_give_the_same_masks(stub, api):
     label = stub.tasks[1].labels[0]["id"]
-    api.tasks_api.partial_update_annotations("create", 1, patched_labeled_data_request=models.PatchedLabeledDataRequest(
-        shapes=[mask_shape(f, label, score=0.87) for f in range(60)]))
+    api.tasks_api.partial_update_annotations(
+        "create",
+        1,
+        patched_labeled_data_request=models.PatchedLabeledDataRequest(
+            shapes=[mask_shape(f, label, score=0.87) for f in range(60)]
+        ),
+    )
     coco = stub.export_coco(1)
     assert len(coco["annotations"]) == 60 and {a["iscrowd"] for a in coco["annotations"]} == {1}
     fresh = stub.add_task(4, synthetic_frames(60), ["object", "moment"], segment_size=20)
@@ -144,10 +193,27 @@ def test_coco_export_and_reimport_give_the_same_masks(stub, api):
 def test_coco_import_makes_a_track_only_with_track_id_and_keyframe(stub):
     polygon = [[10.0, 10.0, 30.0, 10.0, 30.0, 30.0]]
     images = [{"id": i + 1, "file_name": f"frame_{i:06d}.jpg", "width": 64, "height": 48} for i in range(60)]
-    annotations = [{"id": f + 1, "image_id": f + 1, "category_id": 1, "segmentation": polygon, "iscrowd": 0,
-                    "attributes": {"track_id": 0, "keyframe": f in (0, 5), "occluded": False}} for f in range(10)]
-    annotations.append({"id": 99, "image_id": 31, "category_id": 1, "segmentation": polygon, "iscrowd": 0,
-                        "attributes": {"occluded": False}})
+    annotations = [
+        {
+            "id": f + 1,
+            "image_id": f + 1,
+            "category_id": 1,
+            "segmentation": polygon,
+            "iscrowd": 0,
+            "attributes": {"track_id": 0, "keyframe": f in (0, 5), "occluded": False},
+        }
+        for f in range(10)
+    ]
+    annotations.append(
+        {
+            "id": 99,
+            "image_id": 31,
+            "category_id": 1,
+            "segmentation": polygon,
+            "iscrowd": 0,
+            "attributes": {"occluded": False},
+        }
+    )
     stub.import_coco(1, {"images": images, "categories": [{"id": 1, "name": "object"}], "annotations": annotations})
     (track,) = stub.tasks[1].jobs[0].annotations["tracks"]
     assert [(s["frame"], s["outside"]) for s in track["shapes"]] == [(0, False), (5, False), (10, True)]
@@ -168,11 +234,15 @@ def test_chunks_are_videos_or_zips(stub, api):
 def test_bodies_are_checked_with_cvat_sdk_models(stub, api):
     job = jobs_of(api)[0]
     _, response = api.jobs_api.partial_update_annotations(
-        "create", job.id, patched_labeled_data_request=models.PatchedLabeledDataRequest(), _parse_response=False)
+        "create", job.id, patched_labeled_data_request=models.PatchedLabeledDataRequest(), _parse_response=False
+    )
     assert response.status == 200
-    request = urllib.request.Request(f"{stub.url}/api/jobs/{job.id}/annotations?action=create", method="PATCH",
-                                     data=json.dumps({"shapes": [{"type": "mask", "frame": "three"}]}).encode(),
-                                     headers={"Authorization": f"Token {TOKEN}", "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{stub.url}/api/jobs/{job.id}/annotations?action=create",
+        method="PATCH",
+        data=json.dumps({"shapes": [{"type": "mask", "frame": "three"}]}).encode(),
+        headers={"Authorization": f"Token {TOKEN}", "Content-Type": "application/json"},
+    )
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(request, timeout=10)
     assert error.value.code == 400

@@ -48,7 +48,9 @@ def test_charades_reads_2dtan_lines_and_clips_to_the_duration(tmp_path):
     root = charades_root(tmp_path, ["AB12C 1.5 9.0##person opens a door.", "AB12C 0 2.0##a person sits"])
     found = entries(f"charades-sta={root}", "test")
     assert [(e.query, e.start, e.end, e.duration) for e in found] == [
-        ("person opens a door", 1.5, 6.0, 6.0), ("a person sits", 0.0, 2.0, 6.0)]
+        ("person opens a door", 1.5, 6.0, 6.0),
+        ("a person sits", 0.0, 2.0, 6.0),
+    ]
     frames = found[0].open_frames()
     assert len(frames) == 6 and frames.fps == 1.0 and frames[0].shape == (24, 32, 3)
 
@@ -67,9 +69,17 @@ def test_charades_errors_name_the_file_and_line(tmp_path):
 def test_activitynet_reads_captions_and_v_prefix(tmp_path):
     root = tmp_path / "anet"
     write_frames(root / "videos_1FPS" / "uqiMw7tQ1Cc", 5)
-    (root / "val.json").write_text(json.dumps({"v_uqiMw7tQ1Cc": {
-        "duration": 5.0, "timestamps": [[0, 2.5], [2.0, 7.0], [4.0, 4.0]],
-        "sentences": [" A man talks.", "he jumps", "empty"]}}))
+    (root / "val.json").write_text(
+        json.dumps(
+            {
+                "v_uqiMw7tQ1Cc": {
+                    "duration": 5.0,
+                    "timestamps": [[0, 2.5], [2.0, 7.0], [4.0, 4.0]],
+                    "sentences": [" A man talks.", "he jumps", "empty"],
+                }
+            }
+        )
+    )
     found = entries(f"activitynet={root}", "val")
     assert [(e.query, e.start, e.end) for e in found] == [("A man talks", 0.0, 2.5), ("he jumps", 2.0, 5.0)]
     (root / "val.json").write_text(json.dumps({"v_x": {"duration": 5.0, "timestamps": [[0, 1]], "sentences": []}}))
@@ -85,13 +95,22 @@ def mevis_root(tmp_path, with_masks=True):
     a[2:6, 3:9] = True
     b = np.zeros((24, 32), bool)
     b[10:20, 20:30] = True
-    meta = {"videos": {"vid1": {"frames": names, "expressions": {
-        "0": {"exp": "two cats", "obj_id": [1, 2], "anno_id": [7, 8]},
-        "1": {"exp": "the dog", "obj_id": [1], "anno_id": [7]}}}}}
+    meta = {
+        "videos": {
+            "vid1": {
+                "frames": names,
+                "expressions": {
+                    "0": {"exp": "two cats", "obj_id": [1, 2], "anno_id": [7, 8]},
+                    "1": {"exp": "the dog", "obj_id": [1], "anno_id": [7]},
+                },
+            }
+        }
+    }
     (split / "meta_expressions.json").write_text(json.dumps(meta))
     if with_masks:
-        (split / "mask_dict.json").write_text(json.dumps({
-            "7": [to_coco_rle(a), None, to_coco_rle(a)], "8": [to_coco_rle(b), to_coco_rle(b), None]}))
+        (split / "mask_dict.json").write_text(
+            json.dumps({"7": [to_coco_rle(a), None, to_coco_rle(a)], "8": [to_coco_rle(b), to_coco_rle(b), None]})
+        )
     return root, a, b
 
 
@@ -137,8 +156,9 @@ def test_ref_youtube_vos_reads_palette_ids(tmp_path):
         image.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
         image.save(root / "train" / "Annotations" / "v" / f"{name}.png")
     (root / "meta_expressions" / "train").mkdir(parents=True)
-    (root / "meta_expressions" / "train" / "meta_expressions.json").write_text(json.dumps({"videos": {"v": {
-        "frames": names, "expressions": {"0": {"exp": "a fish", "obj_id": "2"}}}}}))
+    (root / "meta_expressions" / "train" / "meta_expressions.json").write_text(
+        json.dumps({"videos": {"v": {"frames": names, "expressions": {"0": {"exp": "a fish", "obj_id": "2"}}}}})
+    )
     (entry,) = entries(f"ref-youtube-vos={root}")
     np.testing.assert_array_equal(entry.mask(1), ids == 2)
     (root / "train" / "Annotations" / "v" / "00001.png").unlink()
@@ -151,8 +171,18 @@ def test_revos_keeps_type_ids(tmp_path):
     names = write_frames(root / "JPEGImages" / "v", 2)
     mask = np.ones((24, 32), bool)
     (root / "mask_dict.json").write_text(json.dumps({"3": [to_coco_rle(mask), None]}))
-    (root / "meta_expressions_valid_.json").write_text(json.dumps({"videos": {"v": {"frames": names, "expressions": {
-        "0": {"exp": "what moves", "obj_id": [0], "anno_id": [3], "type_id": 1}}}}}))
+    (root / "meta_expressions_valid_.json").write_text(
+        json.dumps(
+            {
+                "videos": {
+                    "v": {
+                        "frames": names,
+                        "expressions": {"0": {"exp": "what moves", "obj_id": [0], "anno_id": [3], "type_id": 1}},
+                    }
+                }
+            }
+        )
+    )
     (entry,) = entries(f"revos={root}", "valid")
     assert entry.type_id == 1 and entry.mask(0).all() and not entry.mask(1).any()
 
@@ -166,8 +196,16 @@ def test_cvat_coco_export_gives_prompt_moment_and_tracks(tmp_path):
         "info": {"description": "momentseg", "prompt": "the red car", "moment": {"start_frame": 1, "end_frame": 2}},
         "categories": [{"id": 1, "name": "car"}],
         "images": [{"id": i + 1, "file_name": f"{n}.jpg", "width": 32, "height": 24} for i, n in enumerate(names)],
-        "annotations": [{"id": 1, "image_id": 2, "category_id": 1, "segmentation": to_coco_rle(mask), "iscrowd": 1,
-                         "attributes": {"track_id": 0}}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 2,
+                "category_id": 1,
+                "segmentation": to_coco_rle(mask),
+                "iscrowd": 1,
+                "attributes": {"track_id": 0},
+            }
+        ],
     }
     (root / "task_5.json").write_text(json.dumps(export))
     (entry,) = entries(f"cvat={root}")
@@ -182,8 +220,13 @@ def test_cvat_coco_export_gives_prompt_moment_and_tracks(tmp_path):
 def test_synthetic_clips_ask_which_object_and_when(tmp_path):
     """Every object of a clip has its own expression and mask; each query's action happens only during
     its moment (distractors still, so nothing else changes the acting object's mask)."""
-    generate(tmp_path, train_clips=2, test_clips=6, seed=1, options=SyntheticOptions(frames=12, distractors=2,
-                                                                                    distractor_actions=0.0))
+    generate(
+        tmp_path,
+        train_clips=2,
+        test_clips=6,
+        seed=1,
+        options=SyntheticOptions(frames=12, distractors=2, distractor_actions=0.0),
+    )
     referring = entries(f"mevis={tmp_path / 'mevis'}", "valid_u")
     grounding = entries(f"charades-sta={tmp_path / 'charades-sta'}", "test")
     videos = {}
@@ -209,8 +252,9 @@ def test_synthetic_clips_ask_which_object_and_when(tmp_path):
 
 
 def test_acting_distractors_act_at_other_times(tmp_path):
-    generate(tmp_path, train_clips=0, test_clips=8, seed=2, options=SyntheticOptions(distractors=2,
-                                                                                   distractor_actions=1.0))
+    generate(
+        tmp_path, train_clips=0, test_clips=8, seed=2, options=SyntheticOptions(distractors=2, distractor_actions=1.0)
+    )
     grounding = entries(f"charades-sta={tmp_path / 'charades-sta'}", "test")
     by_video = {}
     for tsg in grounding:
@@ -258,8 +302,26 @@ def test_a_momentseg_export_reads_back_as_training_data(fmt, tiny_model, tiny_op
 def test_synth_command_writes_both_layouts(tmp_path, capsys):
     from momentseg.cli import main
 
-    assert main(["synth", "--out", str(tmp_path), "--train-clips", "2", "--test-clips", "1", "--frames", "6",
-                 "--distractors", "2", "--distractor-actions", "0"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(tmp_path),
+                "--train-clips",
+                "2",
+                "--test-clips",
+                "1",
+                "--frames",
+                "6",
+                "--distractors",
+                "2",
+                "--distractor-actions",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert "2 training and 1 held-out" in capsys.readouterr().out
     assert len(entries(f"mevis={tmp_path / 'mevis'}")) == 2 * 3  # an expression per object
     assert len(entries(f"charades-sta={tmp_path / 'charades-sta'}", "test")) == 1  # the target's action

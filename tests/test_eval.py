@@ -15,14 +15,24 @@ from momentseg.data.synthetic import SyntheticOptions, generate
 from momentseg.evaluate import EvalOptions, evaluate
 
 FRAMES = 8
-TINY = dict(method=dict(keyframes=4, tsg_pixels=3136, tsg_min_pixels=3136, image_pixels=3136, image_min_pixels=3136,
-                        force_answer=True), device="cpu", progress=False)
+TINY = dict(
+    method=dict(
+        keyframes=4, tsg_pixels=3136, tsg_min_pixels=3136, image_pixels=3136, image_min_pixels=3136, force_answer=True
+    ),
+    device="cpu",
+    progress=False,
+)
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("synth"), train_clips=1, test_clips=3, seed=5,
-                    options=SyntheticOptions(frames=FRAMES, actions=("appears", "moves")))
+    return generate(
+        tmp_path_factory.mktemp("synth"),
+        train_clips=1,
+        test_clips=3,
+        seed=5,
+        options=SyntheticOptions(frames=FRAMES, actions=("appears", "moves")),
+    )
 
 
 # --- DAVIS-2017 reference (davis2017/metrics.py: db_eval_iou, f_measure, _seg2bmap), written out here
@@ -49,7 +59,7 @@ def davis_seg2bmap(seg):
 def davis_f(foreground, ground_truth, bound_th=0.008):
     bound_pix = bound_th if bound_th >= 1 else math.ceil(bound_th * np.linalg.norm(foreground.shape))
     fg_boundary, gt_boundary = davis_seg2bmap(foreground), davis_seg2bmap(ground_truth)
-    y, x = np.ogrid[-bound_pix:bound_pix + 1, -bound_pix:bound_pix + 1]
+    y, x = np.ogrid[-bound_pix : bound_pix + 1, -bound_pix : bound_pix + 1]
     disk = (x * x + y * y <= bound_pix * bound_pix).astype(np.uint8)
     fg_dil = cv2.dilate(fg_boundary.astype(np.uint8), disk)
     gt_dil = cv2.dilate(gt_boundary.astype(np.uint8), disk)
@@ -77,7 +87,9 @@ def reference_scores(out, data_root):
         for exp_id, expression in item["expressions"].items():
             js, fs = [], []
             for index, name in enumerate(item["frames"]):
-                prediction = np.asarray(Image.open(out / "Annotations" / video / exp_id / f"{name}.png").convert("L")) > 0
+                prediction = (
+                    np.asarray(Image.open(out / "Annotations" / video / exp_id / f"{name}.png").convert("L")) > 0
+                )
                 gt = np.zeros_like(prediction)
                 for anno in expression["anno_id"]:
                     rle = masks[str(anno)][index]
@@ -135,21 +147,27 @@ def test_a_rerun_skips_finished_expressions(evaluated, synth, tiny_checkpoint):
 
 
 def test_the_text_check_prompts_with_another_objects_expression(synth, tiny_checkpoint, tmp_path):
-    metrics = evaluate(str(tiny_checkpoint), f"mevis={synth / 'mevis'}", tmp_path,
-                       EvalOptions(**{**TINY, "limit": 2, "text_check": True}))
+    metrics = evaluate(
+        str(tiny_checkpoint),
+        f"mevis={synth / 'mevis'}",
+        tmp_path,
+        EvalOptions(**{**TINY, "limit": 2, "text_check": True}),
+    )
     first, second = metrics["rows"]  # the two objects of the first clip
     assert first["video"] == second["video"] and first["expression"] != second["expression"]
     assert first["other_expression"] == second["expression"] and second["other_expression"] == first["expression"]
     check = metrics["summary"]["text check"]
     assert check["expressions"] == 2
-    assert check["J other object's expression"] == pytest.approx(100 * np.mean([first["J_other"], second["J_other"]]),
-                                                                 abs=1e-3)
+    assert check["J other object's expression"] == pytest.approx(
+        100 * np.mean([first["J_other"], second["J_other"]]), abs=1e-3
+    )
     assert check["J&F"] == pytest.approx(metrics["summary"]["J&F"], abs=1e-3)
 
 
 def test_tsg_eval_reports_recall_and_miou(synth, tiny_checkpoint, tmp_path):
-    metrics = evaluate(str(tiny_checkpoint), f"charades-sta={synth / 'charades-sta'}", tmp_path,
-                       EvalOptions(**{**TINY, "limit": 2}))
+    metrics = evaluate(
+        str(tiny_checkpoint), f"charades-sta={synth / 'charades-sta'}", tmp_path, EvalOptions(**{**TINY, "limit": 2})
+    )
     rows = metrics["rows"]
     assert len(rows) == 2 and all(r["prediction"] is not None for r in rows)
     ious = [r["iou"] for r in rows]
@@ -158,7 +176,17 @@ def test_tsg_eval_reports_recall_and_miou(synth, tiny_checkpoint, tmp_path):
 
 
 def test_eval_cli_bad_data_is_one_line(tiny_checkpoint, tmp_path, capsys):
-    code = main(["eval", "--checkpoint", str(tiny_checkpoint), "--data", f"mevis={tmp_path}", "--out",
-                 str(tmp_path / "o"), "--quiet"])
+    code = main(
+        [
+            "eval",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--data",
+            f"mevis={tmp_path}",
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "meta_expressions.json" in err and len(err.splitlines()) == 1

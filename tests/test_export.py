@@ -28,10 +28,22 @@ def make_result(frame_names=None):
         else:
             shapes.append(Shape(frame, "mask", to_cvat_rle(disc(frame)), frame in (0, 3), False, 0.9))
     return SegmentResult(
-        prompt="the red ball", num_frames=T, width=W, height=H, fps=10.0,
-        moment=Moment(1, 3, 0.1, 0.4, 0.8), moment_reason=None, center_frame=2, keyframes=[0, 3],
-        similarity=[0.1] * T, tracks=[Track("ball", shapes)], model={}, options={}, timings={},
-        frame_names=frame_names)
+        prompt="the red ball",
+        num_frames=T,
+        width=W,
+        height=H,
+        fps=10.0,
+        moment=Moment(1, 3, 0.1, 0.4, 0.8),
+        moment_reason=None,
+        center_frame=2,
+        keyframes=[0, 3],
+        similarity=[0.1] * T,
+        tracks=[Track("ball", shapes)],
+        model={},
+        options={},
+        timings={},
+        frame_names=frame_names,
+    )
 
 
 def expected_mask(frame):
@@ -45,7 +57,9 @@ def test_coco_loads_in_pycocotools_and_decodes_to_the_masks(tmp_path):
     annotations = coco.loadAnns(coco.getAnnIds())
     assert sorted(a["image_id"] - 1 for a in annotations) == [0, 1, 2, 3, 5]
     for annotation in annotations:
-        np.testing.assert_array_equal(coco.annToMask(annotation).astype(bool), expected_mask(annotation["image_id"] - 1))
+        np.testing.assert_array_equal(
+            coco.annToMask(annotation).astype(bool), expected_mask(annotation["image_id"] - 1)
+        )
 
 
 def test_coco_masks_are_per_frame_shapes_for_cvat():
@@ -56,8 +70,9 @@ def test_coco_masks_are_per_frame_shapes_for_cvat():
         # no track_id: CVAT would make a mask track of it, which its UI cannot open
         assert annotation["iscrowd"] == 1 and isinstance(annotation["segmentation"]["counts"], str)
         assert annotation["attributes"] == {"occluded": False}
-        assert annotation["bbox"] == list(coco_mask.toBbox(
-            dict(annotation["segmentation"], counts=annotation["segmentation"]["counts"].encode())))
+        assert annotation["bbox"] == list(
+            coco_mask.toBbox(dict(annotation["segmentation"], counts=annotation["segmentation"]["counts"].encode()))
+        )
     assert data["info"]["prompt"] == "the red ball" and data["info"]["moment"] == {"start_frame": 1, "end_frame": 3}
 
 
@@ -84,23 +99,29 @@ def test_youtube_vis_names_the_source_frames(tmp_path):
     (video,) = data["videos"]
     assert video["name"] == "clip_1" and video["length"] == T
     assert video["file_names"] == [f"clip_1/img_{i:03d}.jpg" for i in range(T)]
-    assert json.loads(export(make_result(), "youtube-vis", tmp_path / "v.json").read_text())["videos"][0][
-        "file_names"][2] == "video/00002.jpg"
+    assert (
+        json.loads(export(make_result(), "youtube-vis", tmp_path / "v.json").read_text())["videos"][0]["file_names"][2]
+        == "video/00002.jpg"
+    )
     (annotation,) = data["annotations"]
     assert annotation["segmentations"][4] is None and annotation["bboxes"][4] is None and annotation["areas"][4] is None
     # read as the YouTube-VIS API reads it: video_id / category_id index, compressed RLE per frame
     assert annotation["video_id"] == video["id"] and annotation["category_id"] == data["categories"][0]["id"]
     for frame, rle in enumerate(annotation["segmentations"]):
-        decoded = np.zeros((H, W), bool) if rle is None else coco_mask.decode(
-            dict(rle, counts=rle["counts"].encode())).astype(bool)
+        decoded = (
+            np.zeros((H, W), bool)
+            if rle is None
+            else coco_mask.decode(dict(rle, counts=rle["counts"].encode())).astype(bool)
+        )
         np.testing.assert_array_equal(decoded, expected_mask(frame))
         if rle is not None:
             assert annotation["areas"][frame] == expected_mask(frame).sum()
 
 
 def test_refvos_png_tree_is_named_by_the_source_frames(tmp_path):
-    root = write_refvos_pngs(ExportSet.from_result(make_result([f"{n}.jpg" for n in "abcdef"])), tmp_path, "clip",
-                             ["3"])
+    root = write_refvos_pngs(
+        ExportSet.from_result(make_result([f"{n}.jpg" for n in "abcdef"])), tmp_path, "clip", ["3"]
+    )
     folder = root / "Annotations" / "clip" / "3"
     assert sorted(p.name for p in folder.iterdir()) == [f"{n}.png" for n in "abcdef"]
     meta = json.loads((root / "meta_expressions.json").read_text())
@@ -111,7 +132,9 @@ def test_refvos_png_tree_is_named_by_the_source_frames(tmp_path):
         assert image.dtype == np.uint8 and set(np.unique(image)) <= {0, 255}
         np.testing.assert_array_equal(image > 0, expected_mask(frame))
     video = write_refvos_pngs(ExportSet.from_result(make_result()), tmp_path / "v", "clip")
-    assert sorted(p.name for p in (video / "Annotations" / "clip" / "0").iterdir()) == [f"{i:05d}.png" for i in range(T)]
+    assert sorted(p.name for p in (video / "Annotations" / "clip" / "0").iterdir()) == [
+        f"{i:05d}.png" for i in range(T)
+    ]
 
 
 @pytest.mark.parametrize("hostile", ["../x", "../../etc", "/abs/path", "..", "a/../../b", ""])
@@ -135,13 +158,16 @@ def test_export_from_a_result_json_via_the_cli(tmp_path):
     assert main(["export", "--from", str(tmp_path / "bad.json"), "--format", "coco", "--out", str(tmp_path / "x")]) == 2
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[1, 2]", "a result is a JSON object, got a JSON list"),
-    ('"result"', "got a JSON string"),
-    ("{nope", "is not a momentseg result.json: Expecting property name"),
-    ("{}", "the result lacks"),
-    (None, "cannot read .*: No such file or directory$"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[1, 2]", "a result is a JSON object, got a JSON list"),
+        ('"result"', "got a JSON string"),
+        ("{nope", "is not a momentseg result.json: Expecting property name"),
+        ("{}", "the result lacks"),
+        (None, "cannot read .*: No such file or directory$"),
+    ],
+)
 def test_export_from_anything_but_a_result_is_one_clear_line(tmp_path, capsys, text, message):
     from momentseg.cli import main
 
@@ -164,18 +190,23 @@ def _edited(**changes):
     return data
 
 
-@pytest.mark.parametrize("data, message", [
-    (_edited(num_frames="many"), "'num_frames' must be a whole number"),
-    (_edited(num_frames=10 ** 12), "'num_frames' must be a whole number from 1 to"),
-    (_edited(width=100_000, height=100_000), "at most 67108864 pixels"),
-    (_edited(tracks__0__shapes__0__frame=10 ** 6), r"tracks\[0\]\.shapes\[0\]\.frame' must be a frame"),
-    (_edited(tracks__0__shapes__0__type="box"), "'mask' or 'polygon'"),
-    (_edited(tracks__0__shapes__0__points="abc"), "points' must be a list of numbers"),
-    (_edited(tracks__0="x"), r"tracks\[0\]' must be an object"),
-    (_edited(moment={"start_frame": 5, "end_frame": 2, "start_sec": 0, "end_sec": 1, "score": 1}),
-     "start_frame ≤ end_frame"),
-    (_edited(keyframes=[-1]), "'keyframes' must be a list of frames"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (_edited(num_frames="many"), "'num_frames' must be a whole number"),
+        (_edited(num_frames=10**12), "'num_frames' must be a whole number from 1 to"),
+        (_edited(width=100_000, height=100_000), "at most 67108864 pixels"),
+        (_edited(tracks__0__shapes__0__frame=10**6), r"tracks\[0\]\.shapes\[0\]\.frame' must be a frame"),
+        (_edited(tracks__0__shapes__0__type="box"), "'mask' or 'polygon'"),
+        (_edited(tracks__0__shapes__0__points="abc"), "points' must be a list of numbers"),
+        (_edited(tracks__0="x"), r"tracks\[0\]' must be an object"),
+        (
+            _edited(moment={"start_frame": 5, "end_frame": 2, "start_sec": 0, "end_sec": 1, "score": 1}),
+            "start_frame ≤ end_frame",
+        ),
+        (_edited(keyframes=[-1]), "'keyframes' must be a list of frames"),
+    ],
+)
 def test_a_result_with_a_wrong_field_is_refused_naming_it(data, message):
     with pytest.raises(InvalidInputError, match=message):
         SegmentResult.from_dict(data)

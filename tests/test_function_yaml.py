@@ -39,14 +39,28 @@ def read_like_cvat(annotations: dict) -> dict:
         attributes = [a["name"] for a in label.get("attributes", [])]
         if len(set(attributes)) != len(attributes):
             raise ValueError(f"duplicate attribute names in label {label['name']}")
-        if label.get("type", "any") not in {"any", "mask", "polygon", "rectangle", "tag", "points", "polyline",
-                                            "ellipse", "cuboid", "skeleton"}:
+        if label.get("type", "any") not in {
+            "any",
+            "mask",
+            "polygon",
+            "rectangle",
+            "tag",
+            "points",
+            "polyline",
+            "ellipse",
+            "cuboid",
+            "skeleton",
+        }:
             raise ValueError(f"unknown label type {label.get('type')}")
-    return {"labels": labels, "version": int(annotations.get("version", 1)),
-            "min_pos_points": int(annotations.get("min_pos_points", 1)),
-            "min_neg_points": int(annotations.get("min_neg_points", -1)),
-            "startswith_box": bool(annotations.get("startswith_box", False)),
-            "help_message": str(annotations.get("help_message", "")), "name": annotations["name"]}
+    return {
+        "labels": labels,
+        "version": int(annotations.get("version", 1)),
+        "min_pos_points": int(annotations.get("min_pos_points", 1)),
+        "min_neg_points": int(annotations.get("min_neg_points", -1)),
+        "startswith_box": bool(annotations.get("startswith_box", False)),
+        "help_message": str(annotations.get("help_message", "")),
+        "name": annotations["name"],
+    }
 
 
 def test_cvat_reads_the_annotations():
@@ -61,13 +75,16 @@ def test_cvat_reads_the_annotations():
     assert "startswith_box" not in annotations  # bool("false") is True in CVAT
 
 
-@pytest.mark.parametrize("change, problem", [
-    ({"version": "0.1.0"}, "invalid literal for int"),
-    ({"spec": '[{"name": "a"}, {"name": "a"}]'}, "duplicate label names"),
-    ({"spec": '[{"name": "a", "attributes": [{"name": "x"}, {"name": "x"}]}]'}, "duplicate attribute"),
-    ({"spec": "[{name: a}]"}, "Expecting property name"),
-    ({"type": "segmenter"}, "unknown function type"),
-])
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        ({"version": "0.1.0"}, "invalid literal for int"),
+        ({"spec": '[{"name": "a"}, {"name": "a"}]'}, "duplicate label names"),
+        ({"spec": '[{"name": "a", "attributes": [{"name": "x"}, {"name": "x"}]}]'}, "duplicate attribute"),
+        ({"spec": "[{name: a}]"}, "Expecting property name"),
+        ({"type": "segmenter"}, "unknown function type"),
+    ],
+)
 def test_what_cvat_would_refuse(change, problem):
     with pytest.raises(ValueError, match=problem):
         read_like_cvat({**load()["metadata"]["annotations"], **change})
@@ -85,7 +102,9 @@ def test_gpu_whole_video_settings():
     assert {"MOMENTSEG_CHECKPOINT", "MOMENTSEG_DEVICE", "CVAT_HOST"} <= set(env)
     assert env["MOMENTSEG_DEVICE"] == "cuda"
     assert int(env["MOMENTSEG_MAX_BODY_BYTES"]) <= trigger["attributes"]["maxRequestBodySize"]
-    build = "\n".join(d["value"] for d in spec["build"]["directives"]["preCopy"] + spec["build"]["directives"]["postCopy"])
+    build = "\n".join(
+        d["value"] for d in spec["build"]["directives"]["preCopy"] + spec["build"]["directives"]["postCopy"]
+    )
     assert "torch==2.14.1" in build and "sam2==1.1.0" in build and "SAM2_BUILD_CUDA=0" in build
     assert "cuda" in spec["build"]["baseImage"]
 

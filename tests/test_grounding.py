@@ -72,8 +72,11 @@ def test_patch_scores_reject_bad_sampling():
 
 def test_embeddings_interpolate_like_torch_linear_align_corners():
     pooled = np.random.default_rng(0).normal(size=(12, 5))
-    expected = torch.nn.functional.interpolate(torch.tensor(pooled.T)[None], size=24, mode="linear",
-                                               align_corners=True)[0].numpy().T
+    expected = (
+        torch.nn.functional.interpolate(torch.tensor(pooled.T)[None], size=24, mode="linear", align_corners=True)[0]
+        .numpy()
+        .T
+    )
     np.testing.assert_allclose(interpolate_temporal_embeddings(pooled, 24), expected, atol=1e-12)
     np.testing.assert_allclose(interpolate_temporal_embeddings(pooled[:1], 3), np.repeat(pooled[:1], 3, 0))
 

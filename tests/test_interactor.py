@@ -30,8 +30,7 @@ IMAGE = b64(FRAME)
 def cvat_call(text_prompts, **extra):
     """What CVAT's lambda manager sends an interactor (pos_points and neg_points always, obj_bbox null
     without a box), with ``text_prompts`` as an API client passes them."""
-    return {"image": IMAGE, "pos_points": [], "neg_points": [], "obj_bbox": None, "text_prompts": text_prompts,
-            **extra}
+    return {"image": IMAGE, "pos_points": [], "neg_points": [], "obj_bbox": None, "text_prompts": text_prompts, **extra}
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +62,7 @@ def full_mask(shape, height, width):
     """CVAT's reading of a function's mask: the box's bitmap row by row, then [xtl, ytl, xbr, ybr]."""
     *bitmap, left, top, right, bottom = shape["mask"]
     mask = np.zeros((height, width), bool)
-    mask[top:bottom + 1, left:right + 1] = np.array(bitmap, bool).reshape(bottom - top + 1, right - left + 1)
+    mask[top : bottom + 1, left : right + 1] = np.array(bitmap, bool).reshape(bottom - top + 1, right - left + 1)
     return mask
 
 
@@ -95,25 +94,28 @@ def test_an_answer_without_seg_is_no_shape(service):
     assert status == 200 and shapes == []  # random weights do not say [SEG] by themselves
 
 
-@pytest.mark.parametrize("body, status, code, message", [
-    ({"image": IMAGE, "pos_points": [[10, 10]], "neg_points": [], "obj_bbox": None}, 400, "needs_text", "/segment"),
-    (cvat_call([]), 400, "needs_text", "text_prompts"),
-    (cvat_call(["  "]), 400, "needs_text", "no text"),
-    (cvat_call(["the disc"], pos_points=[[3, 4]]), 400, "points_not_used", "without points"),
-    (cvat_call(["the disc"], obj_bbox=[[1, 2], [30, 40]]), 400, "points_not_used", "box"),
-    (cvat_call(["the <|image_pad|> disc"]), 400, "invalid_request", "text_prompts[0]"),
-    (cvat_call(["x" * 2000]), 400, "invalid_request", "characters"),
-    (cvat_call(["the disc"] * (MAX_PROMPTS + 1)), 400, "invalid_request", "text_prompts"),
-    (cvat_call([{"text": "the disc"}]), 400, "invalid_request", "text_prompts/0"),
-    (cvat_call(["the disc"], image="@@not base64"), 400, "invalid_frame", "image is not valid base64"),
-    (cvat_call(["the disc"], image=base64.b64encode(b"GIF89a....").decode()), 400, "invalid_frame", "image"),
-    (cvat_call(["the disc"], image=base64.b64encode(bomb_jpeg()).decode()), 413, "frame_too_large", "pixels"),
-    ({"text_prompts": ["the disc"]}, 400, "invalid_request", "'image' is a required property"),
-    ([IMAGE], 400, "malformed_json", "JSON object"),
-    (b"{nope", 400, "malformed_json", "not JSON"),
-    (b"[" * 100_000 + b"]" * 100_000, 400, "malformed_json", "JSON"),
-    (b'{"image": "' + b"A" * (1 << 20) + b'"}', 413, "request_too_large", "MOMENTSEG_MAX_BODY_BYTES"),
-])
+@pytest.mark.parametrize(
+    "body, status, code, message",
+    [
+        ({"image": IMAGE, "pos_points": [[10, 10]], "neg_points": [], "obj_bbox": None}, 400, "needs_text", "/segment"),
+        (cvat_call([]), 400, "needs_text", "text_prompts"),
+        (cvat_call(["  "]), 400, "needs_text", "no text"),
+        (cvat_call(["the disc"], pos_points=[[3, 4]]), 400, "points_not_used", "without points"),
+        (cvat_call(["the disc"], obj_bbox=[[1, 2], [30, 40]]), 400, "points_not_used", "box"),
+        (cvat_call(["the <|image_pad|> disc"]), 400, "invalid_request", "text_prompts[0]"),
+        (cvat_call(["x" * 2000]), 400, "invalid_request", "characters"),
+        (cvat_call(["the disc"] * (MAX_PROMPTS + 1)), 400, "invalid_request", "text_prompts"),
+        (cvat_call([{"text": "the disc"}]), 400, "invalid_request", "text_prompts/0"),
+        (cvat_call(["the disc"], image="@@not base64"), 400, "invalid_frame", "image is not valid base64"),
+        (cvat_call(["the disc"], image=base64.b64encode(b"GIF89a....").decode()), 400, "invalid_frame", "image"),
+        (cvat_call(["the disc"], image=base64.b64encode(bomb_jpeg()).decode()), 413, "frame_too_large", "pixels"),
+        ({"text_prompts": ["the disc"]}, 400, "invalid_request", "'image' is a required property"),
+        ([IMAGE], 400, "malformed_json", "JSON object"),
+        (b"{nope", 400, "malformed_json", "not JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "malformed_json", "JSON"),
+        (b'{"image": "' + b"A" * (1 << 20) + b'"}', 413, "request_too_large", "MOMENTSEG_MAX_BODY_BYTES"),
+    ],
+)
 def test_bad_input_is_a_named_4xx_and_the_function_keeps_serving(nuclio_call, body, status, code, message):
     got_status, got = nuclio_call(body)
     assert (got_status, got["error"]) == (status, code), got
@@ -135,6 +137,7 @@ def test_a_model_that_did_not_load_answers_503_with_the_reason(monkeypatch):
 
 
 # --- function.yaml files, as CVAT and Nuclio read them ----------------------------------------
+
 
 def test_cvat_lists_the_interactor_and_says_what_it_needs():
     config = yaml.safe_load((ROOT / "serverless" / "interactor" / "function.yaml").read_text())
@@ -163,5 +166,7 @@ def test_the_video_function_declares_its_timeout_and_token_settings_without_a_se
     assert 0 < float(env["MOMENTSEG_REQUEST_TIMEOUT"]) < int(spec["eventTimeout"].rstrip("s"))
     assert env["MOMENTSEG_TASK_TOKEN"] == "" and env["MOMENTSEG_TASK_TOKEN_FILE"] == ""  # task mode off until set
     deploy = (ROOT / "docs" / "deploy.md").read_text()
-    assert all(f"`{name}`" in deploy for name in ("MOMENTSEG_REQUEST_TIMEOUT", "MOMENTSEG_TASK_TOKEN",
-                                                   "MOMENTSEG_TASK_TOKEN_FILE"))
+    assert all(
+        f"`{name}`" in deploy
+        for name in ("MOMENTSEG_REQUEST_TIMEOUT", "MOMENTSEG_TASK_TOKEN", "MOMENTSEG_TASK_TOKEN_FILE")
+    )

@@ -37,8 +37,12 @@ def sparse_mask(seed, h, w, density):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(masks_strategy, st.builds(sparse_mask, st.integers(0, 2**31), st.integers(1, 40),
-                                           st.integers(1, 40), st.floats(0.05, 0.95))))
+@given(
+    st.one_of(
+        masks_strategy,
+        st.builds(sparse_mask, st.integers(0, 2**31), st.integers(1, 40), st.integers(1, 40), st.floats(0.05, 0.95)),
+    )
+)
 def test_cvat_rle_is_cvat_sdks_own_encoding(mask):
     if not mask.any():
         mask[-1, -1] = True
@@ -113,10 +117,15 @@ def test_bbox_and_errors():
         to_coco_rle(np.zeros((2, 3, 4)))
     with pytest.raises(InvalidInputError, match="CVAT mask RLE"):
         from_cvat_rle([0, 5, 0, 0, 9, 9], 4, 4)
-    for points, problem in [([1, 0, 0, 0], "at least one run"), ([1.5, 0, 0, 0, 0], "whole number"),
-                            (["1", 0, 0, 0, 0], "whole number"), ([-1, 2, 0, 0, 0, 0], "negative"),
-                            ([2, 0, 0, 0, 0], "cover 2 pixels"), ([1, 0, 0, 4, 0], "outside the frame"),
-                            (None, "not a list")]:
+    for points, problem in [
+        ([1, 0, 0, 0], "at least one run"),
+        ([1.5, 0, 0, 0, 0], "whole number"),
+        (["1", 0, 0, 0, 0], "whole number"),
+        ([-1, 2, 0, 0, 0, 0], "negative"),
+        ([2, 0, 0, 0, 0], "cover 2 pixels"),
+        ([1, 0, 0, 4, 0], "outside the frame"),
+        (None, "not a list"),
+    ]:
         with pytest.raises(InvalidInputError, match=problem):
             from_cvat_rle(points, 4, 4)
     assert mask_to_polygons(np.zeros((5, 5))) == []

@@ -46,15 +46,19 @@ def test_valid_request_returns_tracks_that_load_into_cvat_models(nuclio_call, se
     assert body["label"] == "dog" and len(body["keyframes"]) == 3 and len(body["similarity"]) == 8
     assert set(body["moment"]) == {"start_frame", "end_frame", "start_sec", "end_sec", "score"}
     (track,) = body["tracks"]
-    shapes = [models.TrackedShapeRequest(type=s["type"], frame=s["frame"], points=s["points"], outside=s["outside"])
-              for s in track["shapes"]]
+    shapes = [
+        models.TrackedShapeRequest(type=s["type"], frame=s["frame"], points=s["points"], outside=s["outside"])
+        for s in track["shapes"]
+    ]
     models.LabeledTrackRequest(label_id=1, frame=0, shapes=shapes, source="auto")
     # the masks decode with cvat-sdk to exactly what the pipeline produced in-process
     direct = service.pipeline.run(EncodedFrames(FRAMES, 30.0), "the red dog", SegmentOptions(keyframes=3, label="dog"))
     for sent, expected in zip(track["shapes"], direct.tracks[0].shapes):
         if not sent["outside"]:
-            np.testing.assert_array_equal(decode_mask(sent["points"], image_width=64, image_height=48),
-                                          decode_mask(expected.points, image_width=64, image_height=48))
+            np.testing.assert_array_equal(
+                decode_mask(sent["points"], image_width=64, image_height=48),
+                decode_mask(expected.points, image_width=64, image_height=48),
+            )
 
 
 def test_human_anchor_is_kept_and_body_may_be_parsed_or_raw(nuclio_call):
@@ -70,8 +74,9 @@ def test_human_anchor_is_kept_and_body_may_be_parsed_or_raw(nuclio_call):
 
 
 def test_polygon_output_and_options(nuclio_call):
-    status, body, _ = nuclio_call(request(output="polygon", sampling="uniform", threshold=0.5,
-                                          bidirectional=False, lam=0.5, window=None))
+    status, body, _ = nuclio_call(
+        request(output="polygon", sampling="uniform", threshold=0.5, bidirectional=False, lam=0.5, window=None)
+    )
     assert status == 200, body
     assert body["options"]["sampling"] == "uniform" and body["options"]["lam"] == 0.5
     assert body["options"]["bidirectional"] is False and body["options"]["window"] is None

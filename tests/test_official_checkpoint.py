@@ -26,8 +26,11 @@ def test_every_weight_is_translated_and_loaded_unchanged(official_reference):
     model = load_checkpoint(official_reference, device="cpu", dtype="float32", bfloat16_weights=False)
     with safe_open(official_reference / "model.safetensors", "pt") as handle:
         on_disk = {key: handle.get_tensor(key) for key in handle.keys()}
-    loaded = {OFFICIAL.disk_key(part, key): tensor for part, module in model.parts().items()
-              for key, tensor in module.state_dict().items()}
+    loaded = {
+        OFFICIAL.disk_key(part, key): tensor
+        for part, module in model.parts().items()
+        for key, tensor in module.state_dict().items()
+    }
     assert loaded.keys() == on_disk.keys()
     assert all(torch.equal(loaded[key], on_disk[key]) for key in on_disk)
     # the 4.51 names become transformers 5's

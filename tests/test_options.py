@@ -77,8 +77,12 @@ def test_every_option_is_declared_with_its_type_range_default_and_help():
     on_disk = json.loads(resources.files("momentseg.schemas").joinpath("segment_request.schema.json").read_text())
     assert not set(names) & set(on_disk["properties"])
     assert schema["properties"]["window"]["type"] == ["integer", "null"]
-    assert schema["properties"]["keyframes"] == {"type": "integer", "description": schema["properties"]["keyframes"]
-                                                 ["description"], "minimum": 1, "maximum": 64}
+    assert schema["properties"]["keyframes"] == {
+        "type": "integer",
+        "description": schema["properties"]["keyframes"]["description"],
+        "minimum": 1,
+        "maximum": 64,
+    }
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -91,10 +95,15 @@ def test_every_command_takes_every_option(command):
     assert (nulls.window, nulls.clear_reach) == (None, None)
 
 
-@pytest.mark.parametrize("flag, value, message", [
-    ("--keyframes", "65", "keyframes must be between 1 and 64, got 65"), ("--threshold", "x", "threshold takes a number"),
-    ("--sampling", "best", "unknown sampling 'best'"), ("--window", "-3", "window must be between 1 and 10000"),
-])
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--keyframes", "65", "keyframes must be between 1 and 64, got 65"),
+        ("--threshold", "x", "threshold takes a number"),
+        ("--sampling", "best", "unknown sampling 'best'"),
+        ("--window", "-3", "window must be between 1 and 10000"),
+    ],
+)
 def test_a_bad_option_value_is_one_line_and_exit_2(capsys, flag, value, message):
     assert main(COMMANDS["cvat annotate"] + [flag, value]) == 2
     err = capsys.readouterr().err
@@ -108,8 +117,24 @@ def test_every_option_reaches_the_pipeline_in_process(tiny_checkpoint, tmp_path)
 
     for index, frame in enumerate(synthetic_frames(6)):
         cv2.imwrite(str(folder / f"{index:05d}.jpg"), frame[..., ::-1])
-    assert main(["segment", str(folder), "--prompt", "the red disc", "--checkpoint", str(tiny_checkpoint),
-                 "--device", "cpu", "--out", str(tmp_path / "out"), *flags(WALKED)]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(folder),
+                "--prompt",
+                "the red disc",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "out"),
+                *flags(WALKED),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "out" / "result.json").read_text())["options"] == EXPECTED
 
 
@@ -134,8 +159,7 @@ def test_every_option_reaches_the_pipeline_of_a_serve_process(serve, cvat, monke
     monkeypatch.setenv("MOMENTSEG_TASK_TOKEN", TASK_TOKEN)
     runs = len(serve.options_of_runs())
     # the tiny model may find nothing (exit 2); what matters here is what the serving process ran with
-    main(["cvat", "annotate", "--task", "42", "--prompt", "the dog", "--function", serve.url, "--json",
-          *flags(WALKED)])
+    main(["cvat", "annotate", "--task", "42", "--prompt", "the dog", "--function", serve.url, "--json", *flags(WALKED)])
     assert serve.wait_for_runs(runs + 1)[runs] == EXPECTED
 
 
@@ -148,8 +172,9 @@ def test_the_worker_and_a_webhook_commands_options_reach_the_function(serve, cva
     args = build_parser().parse_args(["webhooks", "worker", "--function", serve.url, *flags(worker)])
     command = parse_command("/segment the dog keyframes:5 threshold:0.25 label:dog")
     runs = len(serve.options_of_runs())
-    run = runner_factory(args)(connect(cvat.url, access_token=TOKEN), {**command.options, "label": command.label},
-                               lambda *_: None)
+    run = runner_factory(args)(
+        connect(cvat.url, access_token=TOKEN), {**command.options, "label": command.label}, lambda *_: None
+    )
     answer = run({"id": 42}, command.prompt, [])
     expected = dict(EXPECTED, keyframes=5, threshold=0.25)
     assert serve.wait_for_runs(runs + 1)[runs] == expected
@@ -160,8 +185,9 @@ def test_every_option_reaches_the_pipeline_of_eval(tiny_checkpoint, tmp_path, mo
     from momentseg.data.synthetic import SyntheticOptions, generate
     from momentseg.pipeline import MomentSegPipeline
 
-    data = generate(tmp_path / "synth", train_clips=1, test_clips=1, seed=3,
-                    options=SyntheticOptions(frames=6, actions=("moves",)))
+    data = generate(
+        tmp_path / "synth", train_clips=1, test_clips=1, seed=3, options=SyntheticOptions(frames=6, actions=("moves",))
+    )
     seen = []
     original = MomentSegPipeline.run
 
@@ -171,8 +197,26 @@ def test_every_option_reaches_the_pipeline_of_eval(tiny_checkpoint, tmp_path, mo
 
     monkeypatch.setattr(MomentSegPipeline, "run", spy)
     walked = dict(WALKED, output="mask")  # eval scores masks
-    assert main(["eval", "--checkpoint", str(tiny_checkpoint), "--data", f"mevis={data / 'mevis'}", "--out",
-                 str(tmp_path / "eval"), "--device", "cpu", "--limit", "1", "--quiet", *flags(walked)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--data",
+                f"mevis={data / 'mevis'}",
+                "--out",
+                str(tmp_path / "eval"),
+                "--device",
+                "cpu",
+                "--limit",
+                "1",
+                "--quiet",
+                *flags(walked),
+            ]
+        )
+        == 0
+    )
     assert seen and all(asdict(options) == asdict(SegmentOptions(**walked)) for options in seen)
 
 

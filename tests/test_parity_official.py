@@ -20,7 +20,9 @@ from momentseg.sampling import moment_center, moment_centric_sampling, smooth_si
 def reference(official_reference):
     outputs = official_reference / "outputs"
     arrays = np.load(outputs / "official_reference_tiny_fp32.npz")
-    return {key: arrays[key] for key in arrays.files}, json.loads((outputs / "official_reference_tiny_fp32.json").read_text())
+    return {key: arrays[key] for key in arrays.files}, json.loads(
+        (outputs / "official_reference_tiny_fp32.json").read_text()
+    )
 
 
 def test_smoothing_centre_keyframes_and_moment_from_the_reference_similarity(reference):
@@ -35,7 +37,7 @@ def test_smoothing_centre_keyframes_and_moment_from_the_reference_similarity(ref
     mcs = run["refvos_path"]["mcs"]
     left = smoothed[:center].sum()
     assert left == pytest.approx(mcs["left_sum"], rel=1e-6)
-    assert smoothed[center + 1:].sum() == pytest.approx(mcs["right_sum"], rel=1e-6)
+    assert smoothed[center + 1 :].sum() == pytest.approx(mcs["right_sum"], rel=1e-6)
     assert longest_moment(smoothed, 0.4) == tuple(arrays["moment_refvos_path"])
 
 
@@ -47,6 +49,7 @@ def test_tsg_path_moment_from_its_own_similarity(reference):
 
 
 # ---- the whole inference on the official tiny checkpoint (CPU, float32, answers teacher-forced) ----
+
 
 @pytest.fixture(scope="module")
 def official_model(official_reference):
@@ -67,8 +70,14 @@ def clip(reference):
 def test_prompts_match_the_official_ones_token_for_token(official_model, reference):
     import re
 
-    from momentseg.model.lmm import (IMAGE_MAX_PIXELS, IMAGE_MIN_PIXELS, VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS,
-                                     normalized_frame, vision_patches)
+    from momentseg.model.lmm import (
+        IMAGE_MAX_PIXELS,
+        IMAGE_MIN_PIXELS,
+        VIDEO_MAX_PIXELS,
+        VIDEO_MIN_PIXELS,
+        normalized_frame,
+        vision_patches,
+    )
     from momentseg.model.prompts import find_prompt, seg_prompt
 
     arrays, run = reference
@@ -76,8 +85,10 @@ def test_prompts_match_the_official_ones_token_for_token(official_model, referen
     _, grid = vision_patches([normalized_frame(f, VIDEO_MIN_PIXELS, VIDEO_MAX_PIXELS) for f in frames])
     assert [grid] == run["generations"][0]["video_grid_thw"]
     tsg = find_prompt(run["query"], grid[0] * grid[1] * grid[2] // 4)
-    images = [vision_patches([normalized_frame(frames[k], IMAGE_MIN_PIXELS, IMAGE_MAX_PIXELS)])[1]
-              for k in arrays["keyframes"]]
+    images = [
+        vision_patches([normalized_frame(frames[k], IMAGE_MIN_PIXELS, IMAGE_MAX_PIXELS)])[1]
+        for k in arrays["keyframes"]
+    ]
     assert images == run["generations"][1]["image_grid_thw"]
     seg = seg_prompt(run["query"], [t * h * w // 4 for t, h, w in images])
     collapse = lambda text: re.sub(r"(<\|(video|image)_pad\|>)+", "", text)  # noqa: E731
@@ -103,9 +114,9 @@ def test_similarity_and_seg_embedding_match_the_official_inference(official_mode
     np.testing.assert_allclose(grounding.similarity, arrays["similarity_smooth"], atol=1e-4)
 
 
-def test_official_weights_are_rounded_to_bfloat16_as_the_official_inference_holds_them(official_model, clip,
-                                                                                       reference,
-                                                                                       official_reference):
+def test_official_weights_are_rounded_to_bfloat16_as_the_official_inference_holds_them(
+    official_model, clip, reference, official_reference
+):
     """The official code casts the model to bfloat16 before generating; the reference ran those weights in
     float32. The stored float32 weights, unrounded, give another similarity curve."""
     import torch
@@ -117,8 +128,11 @@ def test_official_weights_are_rounded_to_bfloat16_as_the_official_inference_hold
 
     with safe_open(official_reference / "model.safetensors", "pt") as handle:
         on_disk = {key: handle.get_tensor(key) for key in handle.keys()}
-    loaded = {OFFICIAL_LAYOUT.disk_key(part, key): tensor for part, module in official_model.parts().items()
-              for key, tensor in module.state_dict().items()}
+    loaded = {
+        OFFICIAL_LAYOUT.disk_key(part, key): tensor
+        for part, module in official_model.parts().items()
+        for key, tensor in module.state_dict().items()
+    }
     assert all(torch.equal(loaded[key], on_disk[key].bfloat16().float()) for key in on_disk)
     assert not all(torch.equal(loaded[key], on_disk[key]) for key in on_disk)
     stored = load_checkpoint(official_reference, device="cpu", dtype=torch.float32, bfloat16_weights=False)
@@ -139,10 +153,30 @@ def segment_run(tmp_path_factory, reference, official_reference):
     for index, frame in enumerate(arrays["frames"]):
         cv2.imwrite(str(clip_dir / f"{index:05d}.png"), frame[..., ::-1])
     out = tmp_path_factory.mktemp("segment") / "out"
-    assert main(["segment", str(clip_dir), "--checkpoint", str(official_reference), "--prompt", run["query"],
-                 "--force-answer", "--device", "cpu", "--out", str(out)]) == 0
-    masks = np.stack([cv2.imread(str(out / "masks" / f"{i:05d}.png"), cv2.IMREAD_GRAYSCALE) > 0
-                      for i in range(len(arrays["frames"]))])
+    assert (
+        main(
+            [
+                "segment",
+                str(clip_dir),
+                "--checkpoint",
+                str(official_reference),
+                "--prompt",
+                run["query"],
+                "--force-answer",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    masks = np.stack(
+        [
+            cv2.imread(str(out / "masks" / f"{i:05d}.png"), cv2.IMREAD_GRAYSCALE) > 0
+            for i in range(len(arrays["frames"]))
+        ]
+    )
     return json.loads((out / "result.json").read_text()), masks
 
 
@@ -164,8 +198,11 @@ def test_sam2_and_bap_take_the_official_decisions(segment_run, reference):
     removed tracked frames) in order, and each frame's S = σ(o) within 1e-3 of the official one."""
     arrays, run = reference
     result, _ = segment_run
-    clears = [[e["phase"] == "bap_reverse", e["at_keyframe"], e["removed_noncond_frames"]]
-              for e in run["sam2_events"] if e["kind"] == "memory_clear"]
+    clears = [
+        [e["phase"] == "bap_reverse", e["at_keyframe"], e["removed_noncond_frames"]]
+        for e in run["sam2_events"]
+        if e["kind"] == "memory_clear"
+    ]
     assert clears, "the reference has no memory clear to compare with"
     assert [[d["reverse"], d["frame"], d["removed"]] for d in result["decisions"] if d["cleared"]] == clears
     scores = {e["frame"]: e["object_score"] for e in run["sam2_events"] if e["kind"] == "bap_output"}

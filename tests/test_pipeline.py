@@ -32,8 +32,10 @@ def test_segment_gives_every_frame_a_moment_and_n_keyframes(tiny_model, clip, ti
 
 def test_shapes_convert_one_to_one_into_cvat_tracked_shapes(tiny_model, clip, tiny_options):
     result = MomentSegPipeline(tiny_model).run(clip, "the red dog", tiny_options)
-    shapes = [models.TrackedShapeRequest(type=s.type, frame=s.frame, points=s.points, outside=s.outside)
-              for s in result.tracks[0].shapes]
+    shapes = [
+        models.TrackedShapeRequest(type=s.type, frame=s.frame, points=s.points, outside=s.outside)
+        for s in result.tracks[0].shapes
+    ]
     track = models.LabeledTrackRequest(label_id=1, frame=shapes[0].frame, shapes=shapes)
     assert len(track.shapes) == len(clip)
     visible = next(s for s in result.tracks[0].shapes if not s.outside)
@@ -41,8 +43,9 @@ def test_shapes_convert_one_to_one_into_cvat_tracked_shapes(tiny_model, clip, ti
     np.testing.assert_array_equal(decoded, result.tracks[0].mask(visible.frame, result.width, result.height))
 
 
-def test_without_force_answer_a_model_that_never_says_find_or_seg_gives_no_moment_and_no_masks(tiny_model, clip,
-                                                                                                tiny_options):
+def test_without_force_answer_a_model_that_never_says_find_or_seg_gives_no_moment_and_no_masks(
+    tiny_model, clip, tiny_options
+):
     options = dataclasses.replace(tiny_options, force_answer=False, max_new_tokens=4)
     result = MomentSegPipeline(tiny_model).run(clip, "the red dog", options)
     assert result.moment is None and result.similarity is None and result.tracks == []
@@ -107,7 +110,8 @@ def test_mrope_positions_follow_transformers_4_51(tiny_model):
     image_ids = torch.tensor([5, 8, 8, 8, 8, 9])
     ours = mrope_position_ids(image_ids, [[1, 4, 4]], 8, 0.0)
     theirs, _ = tiny_model.lmm.model.model.get_rope_index(
-        image_ids[None], image_grid_thw=torch.tensor([[1, 4, 4]]), mm_token_type_ids=(image_ids == 8).int()[None])
+        image_ids[None], image_grid_thw=torch.tensor([[1, 4, 4]]), mm_token_type_ids=(image_ids == 8).int()[None]
+    )
     assert torch.equal(ours, theirs)
 
 
@@ -181,7 +185,9 @@ def test_every_sampling_strategy_picks_k_keyframes_and_a_start_among_them(tiny_o
 
     similarity = np.linspace(0.1, 0.9, 12)
     for sampling in ("mcs", "uniform", "first_k", "top_k", "nearby_k", "random"):
-        keyframes, start, center, used = _keyframes(similarity, 12, dataclasses.replace(tiny_options, sampling=sampling))
+        keyframes, start, center, used = _keyframes(
+            similarity, 12, dataclasses.replace(tiny_options, sampling=sampling)
+        )
         assert len(keyframes) == 4 and start in keyframes and used == sampling
         assert center == 9  # c* of the densest 5-frame window, whatever the sampler
     keyframes, start, center, used = _keyframes(None, 12, tiny_options)
@@ -189,8 +195,9 @@ def test_every_sampling_strategy_picks_k_keyframes_and_a_start_among_them(tiny_o
 
 
 def test_the_table_9_baseline_runs_forward_from_the_first_keyframe(tiny_model, clip, tiny_options):
-    baseline = dataclasses.replace(tiny_options, sampling="first_k", anchored_updating=False,
-                                   adaptive_cleaning=False, bidirectional=False)
+    baseline = dataclasses.replace(
+        tiny_options, sampling="first_k", anchored_updating=False, adaptive_cleaning=False, bidirectional=False
+    )
     result = MomentSegPipeline(tiny_model).run(clip, "the dog", baseline)
     assert result.center_frame == 0 and result.decisions == []
     assert [s.frame for s in result.tracks[0].shapes] == list(range(len(clip)))

@@ -140,8 +140,9 @@ def test_without_anchored_updating_only_cleared_anchors_join_memory():
 
 
 def test_baseline_without_switches_ignores_model_anchors_and_starts_at_earliest():
-    tracker, bap, outputs = run(PRESENCE, ANCHORS, start=5, anchored_updating=False, adaptive_cleaning=False,
-                                bidirectional=False)
+    tracker, bap, outputs = run(
+        PRESENCE, ANCHORS, start=5, anchored_updating=False, adaptive_cleaning=False, bidirectional=False
+    )
     assert bap.decisions == []
     # forward from 2, then backward from 2 after a reset: frame 2 is the only memory of either pass
     assert [c for c in tracker.calls if c[0] == "condition"] == [("condition", 2, "seg2")] * 2
@@ -219,8 +220,11 @@ def test_official_run_decisions_are_reproduced_from_its_object_scores(official_r
     bap = BidirectionalAnchorPropagation(tracker, anchors, start, reference["num_frames"])
     outputs = list(bap)
 
-    clears = [(e["phase"] == "bap_reverse", e["at_keyframe"], e["removed_noncond_frames"])
-              for e in events if e["kind"] == "memory_clear"]
+    clears = [
+        (e["phase"] == "bap_reverse", e["at_keyframe"], e["removed_noncond_frames"])
+        for e in events
+        if e["kind"] == "memory_clear"
+    ]
     assert [(d.reverse, d.frame, d.removed) for d in bap.decisions if d.cleared] == clears
     assert clears == [(False, 23, [20, 22]), (True, 14, [15, 17]), (True, 9, [10, 11, 13])]
     official_order = [e["frame"] for e in events if e["kind"] == "bap_output"]

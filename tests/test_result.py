@@ -3,9 +3,21 @@ from momentseg.result import Moment, SegmentResult
 
 def result_over(num_frames, moment, fps=10.0):
     return SegmentResult(
-        prompt="the red ball", num_frames=num_frames, width=8, height=6, fps=fps, moment=moment,
-        moment_reason=None, center_frame=1, keyframes=[0, num_frames - 1], similarity=[0.1] * num_frames, tracks=[],
-        model={}, options={}, timings={})
+        prompt="the red ball",
+        num_frames=num_frames,
+        width=8,
+        height=6,
+        fps=fps,
+        moment=moment,
+        moment_reason=None,
+        center_frame=1,
+        keyframes=[0, num_frames - 1],
+        similarity=[0.1] * num_frames,
+        tracks=[],
+        model={},
+        options={},
+        timings={},
+    )
 
 
 def test_task_frames_carry_the_moment_in_the_videos_seconds():

@@ -57,7 +57,9 @@ def test_bap_on_sam2_conditions_the_side_then_clears_seven_frames_around_an_anch
     # backward: a fresh memory with c* and keyframe 1 only
     assert ("track", 4, ([1, 5], [4])) in tracks
     assert [(d.frame, d.reverse, d.cleared, d.removed) for d in bap.decisions] == [
-        (9, False, True, [6, 7, 8]), (1, True, True, [2, 3, 4])]
+        (9, False, True, [6, 7, 8]),
+        (1, True, True, [2, 3, 4]),
+    ]
     by_frame = {o.frame: o for o in outputs}
     assert by_frame[9].anchor and by_frame[9].mask is decoded[9]
     assert by_frame[0].mask.shape == (48, 64) and not by_frame[0].anchor

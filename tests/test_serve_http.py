@@ -23,8 +23,14 @@ from conftest import synthetic_frames
 from http_helpers import exchange, only_json_response, responses, serve_in_thread, trickle, wait_for
 from test_service import FRAMES, TASK_TOKEN, b64, bomb_jpeg, request, tiny_service
 
-SETTINGS = ServeSettings(max_body_bytes=4 << 20, header_timeout_s=1.0, read_timeout_s=1.0, body_timeout_s=3.0,
-                         keep_alive_s=1.0, max_pending=64)
+SETTINGS = ServeSettings(
+    max_body_bytes=4 << 20,
+    header_timeout_s=1.0,
+    read_timeout_s=1.0,
+    body_timeout_s=3.0,
+    keep_alive_s=1.0,
+    max_pending=64,
+)
 SLACK = 3.0  # seconds a loaded CI machine may add to a timeout
 
 
@@ -57,20 +63,33 @@ def url(port, path="/"):
     return f"http://127.0.0.1:{port}{path}"
 
 
-@pytest.mark.parametrize("method, path, kwargs, status, code", [
-    ("GET", "/nope", {}, 404, "not_found"),
-    ("GET", "/", {}, 405, "method_not_allowed"),
-    ("PUT", "/health", {}, 405, "method_not_allowed"),
-    ("OPTIONS", "/", {"headers": {"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}},
-     405, "method_not_allowed"),
-    ("POST", "/", {"content": b"{nope"}, 400, "malformed_json"),
-    ("POST", "/", {"json": {"prompt": "dog", "task": {"id": 1}}}, 401, "unauthorized"),
-    ("POST", "/", {"json": {"prompt": "dog", "task": {"id": 1}}, "headers": {"Authorization": "Bearer wrong"}},
-     401, "unauthorized"),
-    ("POST", "/", {"json": request(frames=[base64.b64encode(bomb_jpeg()).decode()])}, 413, "frame_too_large"),
-    ("POST", "/", {"content": b"x" * (5 << 20)}, 413, "request_too_large"),
-    ("GET", "/fail", {}, 500, "internal_error"),
-])
+@pytest.mark.parametrize(
+    "method, path, kwargs, status, code",
+    [
+        ("GET", "/nope", {}, 404, "not_found"),
+        ("GET", "/", {}, 405, "method_not_allowed"),
+        ("PUT", "/health", {}, 405, "method_not_allowed"),
+        (
+            "OPTIONS",
+            "/",
+            {"headers": {"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}},
+            405,
+            "method_not_allowed",
+        ),
+        ("POST", "/", {"content": b"{nope"}, 400, "malformed_json"),
+        ("POST", "/", {"json": {"prompt": "dog", "task": {"id": 1}}}, 401, "unauthorized"),
+        (
+            "POST",
+            "/",
+            {"json": {"prompt": "dog", "task": {"id": 1}}, "headers": {"Authorization": "Bearer wrong"}},
+            401,
+            "unauthorized",
+        ),
+        ("POST", "/", {"json": request(frames=[base64.b64encode(bomb_jpeg()).decode()])}, 413, "frame_too_large"),
+        ("POST", "/", {"content": b"x" * (5 << 20)}, 413, "request_too_large"),
+        ("GET", "/fail", {}, 500, "internal_error"),
+    ],
+)
 def test_every_status_is_json_without_internals(port, method, path, kwargs, status, code):
     answer = httpx.request(method, url(port, path), timeout=60, **kwargs)
     assert (answer.status_code, answer.json()["error"]) == (status, code), answer.text
@@ -82,31 +101,37 @@ def test_every_status_is_json_without_internals(port, method, path, kwargs, stat
         assert answer.headers["www-authenticate"] == "Bearer"
 
 
-@pytest.mark.parametrize("head, status", [
-    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
-    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd", 400),
-    (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
-    (b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
-    (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20_000 + b"\r\n\r\n", 431),
-    (b"GET /" + b"a" * 20_000, 414),  # still arriving: h11's buffer limit
-    (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20_000, 431),
-    (b"HELLO THERE\r\n\r\n", 400),
-    (b"GET /health HTTP/1.1\r\n\r\n", 400),  # no Host
-    (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
-    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\n{nope", 400),
-])
+@pytest.mark.parametrize(
+    "head, status",
+    [
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20_000 + b"\r\n\r\n", 431),
+        (b"GET /" + b"a" * 20_000, 414),  # still arriving: h11's buffer limit
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20_000, 431),
+        (b"HELLO THERE\r\n\r\n", 400),
+        (b"GET /health HTTP/1.1\r\n\r\n", 400),  # no Host
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\n{nope", 400),
+    ],
+)
 def test_malformed_http_is_a_json_4xx_and_the_connection_closes(port, head, status):
     seconds, raw = exchange(port, head)
     assert only_json_response(raw)[0] == status
     assert seconds < SETTINGS.header_timeout_s + SLACK
 
 
-@pytest.mark.parametrize("smuggling", [
-    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
-    b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
-    b"POST / HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\ncontent-length: 60\r\n\r\n0\r\n\r\n"
-    b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
-])
+@pytest.mark.parametrize(
+    "smuggling",
+    [
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\ncontent-length: 60\r\n\r\n0\r\n\r\n"
+        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+)
 def test_request_smuggling_is_refused_and_the_hidden_request_never_served(port, smuggling):
     _, raw = exchange(port, smuggling)
     (answer,) = responses(raw)  # one answer: the smuggled GET is never read
@@ -114,8 +139,9 @@ def test_request_smuggling_is_refused_and_the_hidden_request_never_served(port, 
 
 
 def test_a_body_declared_too_large_is_refused_before_it_is_sent(port):
-    seconds, raw = exchange(port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n"
-                                  b"Expect: 100-continue\r\n\r\n")
+    seconds, raw = exchange(
+        port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\nExpect: 100-continue\r\n\r\n"
+    )
     status, body = only_json_response(raw)
     assert (status, body["error"]) == (413, "request_too_large") and str(SETTINGS.max_body_bytes) in body["message"]
     assert b"100 Continue" not in raw and seconds < SLACK
@@ -132,11 +158,14 @@ def test_a_streamed_body_is_cut_at_the_limit_while_it_arrives(port):
     assert (status, body["error"]) == (413, "request_too_large")
 
 
-@pytest.mark.parametrize("head", [
-    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"prompt\"",
-    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n",
-    b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n",
-])
+@pytest.mark.parametrize(
+    "head",
+    [
+        b'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"prompt"',
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n",
+    ],
+)
 def test_a_body_that_never_arrives_is_answered_within_the_read_timeout(port, head):
     seconds, raw = exchange(port, head)
     status, body = only_json_response(raw)
@@ -148,8 +177,9 @@ def test_a_body_that_never_arrives_is_answered_within_the_read_timeout(port, hea
 
 def test_a_trickled_body_is_cut_at_the_body_timeout(port):
     # each byte comes within the read timeout; the whole body never within the body timeout
-    seconds, raw = exchange(port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
-                            then=trickle(b" " * 100, 0.4))
+    seconds, raw = exchange(
+        port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", then=trickle(b" " * 100, 0.4)
+    )
     assert only_json_response(raw)[0] == 408
     assert seconds < SETTINGS.body_timeout_s + SLACK + 5 * 0.4
 
@@ -179,8 +209,11 @@ def test_a_malformed_request_does_not_wait_for_the_busy_model(port, service):
         long_run = pool.submit(httpx.post, url(port), json=request(frames=frames, keyframes=1), timeout=300)
         wait_for(service._lock.locked, 60)
         started = time.monotonic()
-        for bad in (b"{nope", json.dumps(request(frames=["@@"])).encode(),
-                    json.dumps(request(frames=[base64.b64encode(bomb_jpeg()).decode()] * 5)).encode()):
+        for bad in (
+            b"{nope",
+            json.dumps(request(frames=["@@"])).encode(),
+            json.dumps(request(frames=[base64.b64encode(bomb_jpeg()).decode()] * 5)).encode(),
+        ):
             assert 400 <= httpx.post(url(port), content=bad, timeout=60).status_code < 500
         refused_in = time.monotonic() - started
         assert service._lock.locked(), "the long run should still hold the model"
@@ -217,8 +250,9 @@ def _hostile_bodies():
     bomb = json.dumps(request(frames=[base64.b64encode(bomb_jpeg()).decode()] * 8)).encode()
     task = json.dumps({"prompt": "dog", "task": {"id": 1}}).encode()
     deep = b'{"prompt": "x", "frames": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
-    return [b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-            for body in (bomb, task, deep)]
+    return [
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body) for body in (bomb, task, deep)
+    ]
 
 
 def test_load_valid_requests_are_all_answered_among_hostile_ones_and_memory_stays_bounded(port):
@@ -239,9 +273,23 @@ def test_load_valid_requests_are_all_answered_among_hostile_ones_and_memory_stay
 
 
 def test_the_serve_command_starts_and_answers(tiny_checkpoint):
-    process = subprocess.Popen([sys.executable, "-m", "momentseg.cli", "serve", "--checkpoint", str(tiny_checkpoint),
-                                "--device", "cpu", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "momentseg.cli",
+            "serve",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--device",
+            "cpu",
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         line = process.stdout.readline()
         assert line.startswith("serving MomentSeg on http://127.0.0.1:")
@@ -254,16 +302,19 @@ def test_the_serve_command_starts_and_answers(tiny_checkpoint):
         assert process.wait(timeout=30) is not None
 
 
-@pytest.mark.parametrize("extra, env, message", [
-    (["--port", "99999"], {}, "port number 0-65535"),
-    (["--port", "1", "--host", "203.0.113.1"], {}, "cannot listen on 203.0.113.1:1"),
-    (["--device", "cuda:7"], {}, "--device is cuda:7 but"),
-    (["--device", "tpu"], {}, "--device must be"),
-    ([], {"MOMENTSEG_READ_TIMEOUT": "soon"}, "MOMENTSEG_READ_TIMEOUT must be a number"),
-    ([], {"MOMENTSEG_MAX_FRAMES": "0"}, "MOMENTSEG_MAX_FRAMES must be positive"),
-    ([], {"MOMENTSEG_MAX_BUFFERED_BYTES": "1000"}, "must be at least MOMENTSEG_MAX_BODY_BYTES"),
-    (["--checkpoint", "/nowhere/ck", "--port", "0"], {}, "not a folder"),  # 8080 may be taken here
-])
+@pytest.mark.parametrize(
+    "extra, env, message",
+    [
+        (["--port", "99999"], {}, "port number 0-65535"),
+        (["--port", "1", "--host", "203.0.113.1"], {}, "cannot listen on 203.0.113.1:1"),
+        (["--device", "cuda:7"], {}, "--device is cuda:7 but"),
+        (["--device", "tpu"], {}, "--device must be"),
+        ([], {"MOMENTSEG_READ_TIMEOUT": "soon"}, "MOMENTSEG_READ_TIMEOUT must be a number"),
+        ([], {"MOMENTSEG_MAX_FRAMES": "0"}, "MOMENTSEG_MAX_FRAMES must be positive"),
+        ([], {"MOMENTSEG_MAX_BUFFERED_BYTES": "1000"}, "must be at least MOMENTSEG_MAX_BODY_BYTES"),
+        (["--checkpoint", "/nowhere/ck", "--port", "0"], {}, "not a folder"),  # 8080 may be taken here
+    ],
+)
 def test_the_serve_command_refuses_bad_settings_on_one_line(tiny_checkpoint, monkeypatch, capsys, extra, env, message):
     from momentseg.cli import main
 
@@ -323,8 +374,9 @@ def test_requests_beyond_max_pending_are_turned_away_as_busy(service):
 def test_bodies_held_at_once_are_bounded_and_given_back(service):
     """max_buffered_bytes bounds what all waiting bodies hold together: a second body that would pass it
     is refused as it streams in (503 busy), and the bytes come back when the first caller leaves."""
-    settings = dataclasses.replace(SETTINGS, max_body_bytes=1 << 20, max_buffered_bytes=(3 << 20) // 2,
-                                   read_timeout_s=5.0)
+    settings = dataclasses.replace(
+        SETTINGS, max_body_bytes=1 << 20, max_buffered_bytes=(3 << 20) // 2, read_timeout_s=5.0
+    )
     server, stop = start_server(service, settings)
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=20) as holder:

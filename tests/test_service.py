@@ -46,8 +46,12 @@ def with_tiny_budgets(pipeline):
     original = pipeline.run
 
     def run(frames, prompt, options, **kw):
-        return original(frames, prompt, dataclasses.replace(options, tsg_pixels=TINY_PIXELS, image_pixels=TINY_PIXELS,
-                                                            force_answer=True), **kw)
+        return original(
+            frames,
+            prompt,
+            dataclasses.replace(options, tsg_pixels=TINY_PIXELS, image_pixels=TINY_PIXELS, force_answer=True),
+            **kw,
+        )
 
     pipeline.run = run
     return pipeline
@@ -55,9 +59,16 @@ def with_tiny_budgets(pipeline):
 
 def tiny_service(checkpoint, pipeline=None, **env):
     """The service as the function builds it from its environment, on the tiny checkpoint."""
-    built = build_service_from_env({"MOMENTSEG_CHECKPOINT": str(checkpoint), "MOMENTSEG_DEVICE": "cpu",
-                                    "MOMENTSEG_MAX_FRAMES": "20", "MOMENTSEG_MAX_BODY_BYTES": str(4 << 20),
-                                    **env}, pipeline=pipeline)
+    built = build_service_from_env(
+        {
+            "MOMENTSEG_CHECKPOINT": str(checkpoint),
+            "MOMENTSEG_DEVICE": "cpu",
+            "MOMENTSEG_MAX_FRAMES": "20",
+            "MOMENTSEG_MAX_BODY_BYTES": str(4 << 20),
+            **env,
+        },
+        pipeline=pipeline,
+    )
     assert built.load_error is None, built.load_error
     if pipeline is None:
         with_tiny_budgets(built.pipeline)
@@ -74,7 +85,7 @@ def bomb_jpeg(width=16384, height=16384):
     ok, data = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))
     data = bytearray(data.tobytes())
     sof = data.index(b"\xff\xc0")
-    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     return bytes(data)
 
 
@@ -108,7 +119,12 @@ BAD_REQUESTS = [
     (request(task={"id": 3}), 400, "invalid_request", "exactly one of 'frames'"),
     (request(frames=["@@@"]), 400, "invalid_frame", "frames[0] is not valid base64"),
     (request(frames=[base64.b64encode(b"not an image").decode()]), 400, "invalid_frame", "frames[0]"),
-    (request(frames=[FRAMES[0], b64(synthetic_frames(1)[0], ".bmp")]), 400, "invalid_frame", "frames[1]: not a JPEG or PNG"),
+    (
+        request(frames=[FRAMES[0], b64(synthetic_frames(1)[0], ".bmp")]),
+        400,
+        "invalid_frame",
+        "frames[1]: not a JPEG or PNG",
+    ),
     (request(frames=FRAMES[:2] + [b64(synthetic_frames(1, 40, 40)[0])]), 400, "frame_size_mismatch", "frames[2]"),
     (request(frames=FRAMES * 3), 413, "too_many_frames", "24 frames"),
     (request(frames=[base64.b64encode(bomb_jpeg()).decode()]), 413, "frame_too_large", "frames[0]"),
@@ -129,21 +145,51 @@ BAD_REQUESTS = [
     (request(anchors=[{"frame": 1, "mask": [1] * 5}] * 21), 413, "too_many_anchors", "21 anchors"),
     ({"image": FRAMES[0]}, 400, "needs_prompt", "text prompt"),
     # what JSON parsing lets through
-    (b'{"prompt": "dog", "frames": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "malformed_json", "nested too deeply"),
+    (
+        b'{"prompt": "dog", "frames": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        400,
+        "malformed_json",
+        "nested too deeply",
+    ),
     (json.dumps(request(colour={"x": [[[[[[[[[[1]]]]]]]]]]})).encode(), 400, "invalid_request", "nested deeper than 8"),
-    (json.dumps(request()).replace('"keyframes": 3', '"keyframes": 1e999').encode(), 400, "invalid_request", "keyframes: numbers must be finite"),
-    (json.dumps(request()).replace('"keyframes": 3', '"keyframes": ' + "9" * 5000).encode(), 400, "malformed_json", "not valid JSON"),
-    (json.dumps(request()).replace('"keyframes": 3', '"keyframes": ' + "9" * 30).encode(), 400, "invalid_request", "keyframes: the number is out of range"),
-    (json.dumps(request()).replace('"keyframes": 3', '"keyframes": NaN').encode(), 400, "invalid_request", "keyframes: numbers must be finite"),
+    (
+        json.dumps(request()).replace('"keyframes": 3', '"keyframes": 1e999').encode(),
+        400,
+        "invalid_request",
+        "keyframes: numbers must be finite",
+    ),
+    (
+        json.dumps(request()).replace('"keyframes": 3', '"keyframes": ' + "9" * 5000).encode(),
+        400,
+        "malformed_json",
+        "not valid JSON",
+    ),
+    (
+        json.dumps(request()).replace('"keyframes": 3', '"keyframes": ' + "9" * 30).encode(),
+        400,
+        "invalid_request",
+        "keyframes: the number is out of range",
+    ),
+    (
+        json.dumps(request()).replace('"keyframes": 3', '"keyframes": NaN').encode(),
+        400,
+        "invalid_request",
+        "keyframes: numbers must be finite",
+    ),
     (json.dumps(request(threshold=float("nan"))).encode(), 400, "invalid_request", "threshold: numbers must be finite"),
     (request(threshold=float("inf")), 400, "invalid_request", "threshold: numbers must be finite"),
-    (request(keyframes=2 ** 70), 400, "invalid_request", "keyframes: the number is out of range"),
+    (request(keyframes=2**70), 400, "invalid_request", "keyframes: the number is out of range"),
     (b'{"prompt": "dog", "prompt": "cat", "frames": ["x"]}', 400, "malformed_json", "'prompt' appears twice"),
-    (b'{"prompt": "the \\ud800 dog", "frames": ["x"]}', 400, "invalid_request", "prompt: contains an unpaired surrogate"),
+    (
+        b'{"prompt": "the \\ud800 dog", "frames": ["x"]}',
+        400,
+        "invalid_request",
+        "prompt: contains an unpaired surrogate",
+    ),
     (request(label="\udfff"), 400, "invalid_request", "label: contains an unpaired surrogate"),
     (request(label="x" * 20_000), 400, "invalid_request", "label: text of 20000 characters"),
     (request(task={"id": 42.0}, frames=None), 400, "invalid_request", "task/id: 42.0 is not of type 'integer'"),
-    (request(task={"id": 2 ** 40}, frames=None), 400, "invalid_request", "task/id"),
+    (request(task={"id": 2**40}, frames=None), 400, "invalid_request", "task/id"),
     (request(task={"id": 4, "frames": "0-9,5-12"}, frames=None), 400, "invalid_request", "runs must ascend"),
     (request(task={"id": 4, "frames": "9-3"}, frames=None), 400, "invalid_request", "runs must ascend"),
     (request(task={"id": 4, "frames": "0-9;12"}, frames=None), 400, "invalid_request", "task/frames"),
@@ -180,7 +226,7 @@ def test_refusals_happen_before_the_model_lock(service):
 
 def test_a_pixel_bomb_is_refused_from_its_header_without_decoding(service):
     data = bomb_jpeg()
-    assert len(data) < 1000 and image_size(bomb_jpeg(64, 48), 10 ** 6) == (48, 64)
+    assert len(data) < 1000 and image_size(bomb_jpeg(64, 48), 10**6) == (48, 64)
     rss = max_rss_mb()
     started = time.monotonic()
     for _ in range(40):
@@ -199,7 +245,7 @@ def test_a_jpeg_turned_by_exif_is_measured_as_decoders_show_it():
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90°
     Image.new("RGB", (64, 48)).save(buffer, "JPEG", exif=exif)
-    height, width = image_size(buffer.getvalue(), 10 ** 6)
+    height, width = image_size(buffer.getvalue(), 10**6)
     decoded = cv2.imdecode(np.frombuffer(buffer.getvalue(), np.uint8), cv2.IMREAD_COLOR)
     assert (height, width) == decoded.shape[:2] == (64, 48)
 
@@ -236,11 +282,16 @@ def test_task_mode_reads_the_task_from_cvat_with_credentials_from_files(tiny_che
         stub.add_task(7, synthetic_frames(6), ["dog"])
         (tmp_path / "cvat").write_text(f"CVAT_ACCESS_TOKEN={TOKEN}\n")
         (tmp_path / "task").write_text(TASK_TOKEN + "\n")
-        from_files = tiny_service(tiny_checkpoint, pipeline=service.pipeline, CVAT_HOST=stub.url,
-                                  CVAT_CREDENTIALS_FILE=str(tmp_path / "cvat"),
-                                  MOMENTSEG_TASK_TOKEN_FILE=str(tmp_path / "task"))
-        status, body = from_files.handle({"prompt": "the dog", "task": {"id": 7, "frame_start": 1}, "keyframes": 2},
-                                         token=TASK_TOKEN)
+        from_files = tiny_service(
+            tiny_checkpoint,
+            pipeline=service.pipeline,
+            CVAT_HOST=stub.url,
+            CVAT_CREDENTIALS_FILE=str(tmp_path / "cvat"),
+            MOMENTSEG_TASK_TOKEN_FILE=str(tmp_path / "task"),
+        )
+        status, body = from_files.handle(
+            {"prompt": "the dog", "task": {"id": 7, "frame_start": 1}, "keyframes": 2}, token=TASK_TOKEN
+        )
         assert status == 200, body
         assert body["frames"] == [1, 2, 3, 4, 5]
         status, body = from_files.handle({"prompt": "the dog", "task": {"id": 8}}, token=TASK_TOKEN)
@@ -260,8 +311,13 @@ def test_responses_name_no_internal_path_host_or_credential(tiny_checkpoint, ser
     assert status == 503 and "MOMENTSEG_CHECKPOINT" in body["message"]
 
     host = "http://admin:hunter2@127.0.0.1:9"  # nothing listens on the discard port
-    unreachable = tiny_service(tiny_checkpoint, pipeline=service.pipeline, CVAT_HOST=host,
-                               CVAT_ACCESS_TOKEN="tok", MOMENTSEG_TASK_TOKEN=TASK_TOKEN)
+    unreachable = tiny_service(
+        tiny_checkpoint,
+        pipeline=service.pipeline,
+        CVAT_HOST=host,
+        CVAT_ACCESS_TOKEN="tok",
+        MOMENTSEG_TASK_TOKEN=TASK_TOKEN,
+    )
     status, body = unreachable.handle({"prompt": "dog", "task": {"id": 3}}, token=TASK_TOKEN)
     assert status in (502, 503, 504), body
     for secret in ("hunter2", "admin", "127.0.0.1", ":9"):
@@ -272,8 +328,14 @@ def test_responses_name_no_internal_path_host_or_credential(tiny_checkpoint, ser
 
 
 def test_settings_from_the_environment_are_checked(tiny_checkpoint, tmp_path):
-    bad = build_service_from_env({"MOMENTSEG_CHECKPOINT": str(tiny_checkpoint), "MOMENTSEG_DEVICE": "cpu",
-                                  "MOMENTSEG_MAX_FRAMES": "many", "MOMENTSEG_TASK_TOKEN_FILE": str(tmp_path / "no")})
+    bad = build_service_from_env(
+        {
+            "MOMENTSEG_CHECKPOINT": str(tiny_checkpoint),
+            "MOMENTSEG_DEVICE": "cpu",
+            "MOMENTSEG_MAX_FRAMES": "many",
+            "MOMENTSEG_TASK_TOKEN_FILE": str(tmp_path / "no"),
+        }
+    )
     assert bad.pipeline is None
     assert "MOMENTSEG_MAX_FRAMES must be a whole number" in bad.load_error
     assert "MOMENTSEG_TASK_TOKEN_FILE names a file that cannot be read" in bad.load_error
@@ -343,8 +405,24 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=10,
 )
-fields = st.sampled_from(["prompt", "frames", "task", "fps", "label", "output", "keyframes", "threshold",
-                          "sampling", "lam", "window", "clear_reach", "anchors", "image"])
+fields = st.sampled_from(
+    [
+        "prompt",
+        "frames",
+        "task",
+        "fps",
+        "label",
+        "output",
+        "keyframes",
+        "threshold",
+        "sampling",
+        "lam",
+        "window",
+        "clear_reach",
+        "anchors",
+        "image",
+    ]
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -20,8 +20,14 @@ from http_helpers import serve_in_thread
 TASK_TOKEN = "runs-token"
 AUTH = {"Authorization": f"Bearer {TASK_TOKEN}"}
 OPTIONS = SegmentOptions(keyframes=2, tsg_pixels=TINY_PIXELS, image_pixels=TINY_PIXELS, force_answer=True, label="dog")
-REQUEST = {"prompt": "the red dog", "task": {"id": 42}, "keyframes": 2, "tsg_pixels": TINY_PIXELS,
-           "image_pixels": TINY_PIXELS, "force_answer": True}
+REQUEST = {
+    "prompt": "the red dog",
+    "task": {"id": 42},
+    "keyframes": 2,
+    "tsg_pixels": TINY_PIXELS,
+    "image_pixels": TINY_PIXELS,
+    "force_answer": True,
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +40,15 @@ def cvat():
 
 @pytest.fixture(scope="module")
 def served(cvat, tiny_model):
-    service = build_service_from_env({"CVAT_HOST": cvat.url, "CVAT_ACCESS_TOKEN": TOKEN,
-                                      "MOMENTSEG_TASK_TOKEN": TASK_TOKEN, "MOMENTSEG_MAX_WAITING_RUNS": "1"},
-                                     pipeline=MomentSegPipeline(tiny_model))
+    service = build_service_from_env(
+        {
+            "CVAT_HOST": cvat.url,
+            "CVAT_ACCESS_TOKEN": TOKEN,
+            "MOMENTSEG_TASK_TOKEN": TASK_TOKEN,
+            "MOMENTSEG_MAX_WAITING_RUNS": "1",
+        },
+        pipeline=MomentSegPipeline(tiny_model),
+    )
     app = create_app(service, ServeSettings())
     server, stop = serve_in_thread(app, ServeSettings())
     yield f"http://127.0.0.1:{server.port}", service, app.state.runs
@@ -90,11 +102,14 @@ def test_runs_wait_in_a_bounded_line_and_can_be_cancelled(served):
     assert (not_done.status_code, not_done.json()["error"]) == (409, "not_done")
 
 
-@pytest.mark.parametrize("body, status, code", [
-    ({"prompt": "dog", "frames": ["x"]}, 400, "invalid_frame"),
-    ({"prompt": "dog", "task": {"id": 42}, "keyframes": 0}, 400, "invalid_request"),
-    ({"prompt": "dog", "task": {"id": 42, "frames": "3-1"}}, 400, "invalid_request"),
-])
+@pytest.mark.parametrize(
+    "body, status, code",
+    [
+        ({"prompt": "dog", "frames": ["x"]}, 400, "invalid_frame"),
+        ({"prompt": "dog", "task": {"id": 42}, "keyframes": 0}, 400, "invalid_request"),
+        ({"prompt": "dog", "task": {"id": 42, "frames": "3-1"}}, 400, "invalid_request"),
+    ],
+)
 def test_a_bad_run_is_refused_before_it_waits(served, body, status, code):
     url, _, _ = served
     answer = httpx.post(f"{url}/runs", json=body, headers=AUTH, timeout=60)
@@ -153,8 +168,12 @@ def test_the_function_runner_takes_the_nuclio_functions_synchronous_answer(serve
 
         def do_POST(self):
             paths.append(self.path)
-            event = nuclio_sdk.Event(body=self.rfile.read(int(self.headers["Content-Length"])), path=self.path,
-                                     content_type="application/json", headers=dict(self.headers))
+            event = nuclio_sdk.Event(
+                body=self.rfile.read(int(self.headers["Content-Length"])),
+                path=self.path,
+                content_type="application/json",
+                headers=dict(self.headers),
+            )
             response = platform.call_handler(function.handler, event)
             data = response.body.encode() if isinstance(response.body, str) else response.body
             self.send_response(response.status_code)
@@ -168,8 +187,9 @@ def test_the_function_runner_takes_the_nuclio_functions_synchronous_answer(serve
     try:
         monkeypatch.setenv("MOMENTSEG_TASK_TOKEN", TASK_TOKEN)
         heard = []
-        answer = function_runner(f"http://127.0.0.1:{trigger.server_port}", OPTIONS,
-                                 progress=lambda *stage: heard.append(stage))({"id": 42}, "the red dog", [])
+        answer = function_runner(
+            f"http://127.0.0.1:{trigger.server_port}", OPTIONS, progress=lambda *stage: heard.append(stage)
+        )({"id": 42}, "the red dog", [])
         direct = httpx.post(f"{url}/", json=REQUEST, headers=AUTH, timeout=120).json()
         assert paths == ["/runs"] and not heard  # one synchronous answer, no progress
         assert answer["tracks"][0]["shapes"] == direct["tracks"][0]["shapes"]

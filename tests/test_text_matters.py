@@ -14,9 +14,29 @@ from momentseg.model.tiny import MINI_SAM2_CONFIG, write_tiny_checkpoint
 
 FRAMES, SIZE, RADIUS = 8, 64, 9
 STEPS = 300
-TRAIN = ["--device", "cpu", "--batch-size", "2", "--lr", "1e-3", "--lora-rank", "32", "--lora-alpha", "64",
-         "--warmup-ratio", "0.05", "--num-workers", "0", "--keyframes", "3", "--temporal-frames", "4",
-         "--answer-variants", "first", "--quiet"]
+TRAIN = [
+    "--device",
+    "cpu",
+    "--batch-size",
+    "2",
+    "--lr",
+    "1e-3",
+    "--lora-rank",
+    "32",
+    "--lora-alpha",
+    "64",
+    "--warmup-ratio",
+    "0.05",
+    "--num-workers",
+    "0",
+    "--keyframes",
+    "3",
+    "--temporal-frames",
+    "4",
+    "--answer-variants",
+    "first",
+    "--quiet",
+]
 PIXELS = 56 * 56
 
 
@@ -67,16 +87,37 @@ def one_thread():
 
 def test_training_makes_the_sentence_pick_the_square(squares, tmp_path, one_thread):
     # the shipped model's base (bench/train_demo.py): text layers of std 0.3, [SEG] projection at SAM2's scale
-    base = write_tiny_checkpoint(tmp_path / "base", "sa2va", sam2_config=MINI_SAM2_CONFIG, initializer_range=0.3,
-                                 seg_prompt_std=1.0)
+    base = write_tiny_checkpoint(
+        tmp_path / "base", "sa2va", sam2_config=MINI_SAM2_CONFIG, initializer_range=0.3, seg_prompt_std=1.0
+    )
     pixels = [f"--{kind}-{bound}pixels" for kind in ("tsg", "temporal", "image") for bound in ("min-", "")]
     sizes = [value for flag in pixels for value in (flag, str(PIXELS))]
     config = tmp_path / "train.yaml"
     # the loss on the uncertain points (where the two squares compete); each optimizer step holds both squares'
     # sentences of one clip on the same keyframes, so ignoring the sentence cannot lower the step's mask loss
     config.write_text("mask_points: 1024\ngroup_expressions: true\n")
-    assert main(["train", "--base", str(base), "--data", f"mevis={squares}", "--out", str(tmp_path / "run"),
-                 "--config", str(config), "--max-steps", str(STEPS), "--save-every", str(STEPS), *TRAIN, *sizes]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--base",
+                str(base),
+                "--data",
+                f"mevis={squares}",
+                "--out",
+                str(tmp_path / "run"),
+                "--config",
+                str(config),
+                "--max-steps",
+                str(STEPS),
+                "--save-every",
+                str(STEPS),
+                *TRAIN,
+                *sizes,
+            ]
+        )
+        == 0
+    )
 
     before = held_out_j(base, squares, tmp_path / "eval_base")
     after = held_out_j(tmp_path / "run" / "checkpoint", squares, tmp_path / "eval_trained")

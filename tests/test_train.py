@@ -12,17 +12,38 @@ from momentseg.data.synthetic import SyntheticOptions, generate
 from momentseg.train.config import TrainConfig, load_config
 from momentseg.train.loop import train
 
-SMALL = dict(device="cpu", batch_size=1, lr=3e-3, warmup_ratio=0.0, lora_rank=8, lora_alpha=16, num_workers=0,
-             tsg_frames=8, temporal_frames=4, tsg_min_pixels=3136, tsg_pixels=3136, temporal_min_pixels=3136,
-             temporal_pixels=3136, image_min_pixels=3136, image_pixels=3136, mask_points=1024, keyframes=3,
-             answer_variants="first")
+SMALL = dict(
+    device="cpu",
+    batch_size=1,
+    lr=3e-3,
+    warmup_ratio=0.0,
+    lora_rank=8,
+    lora_alpha=16,
+    num_workers=0,
+    tsg_frames=8,
+    temporal_frames=4,
+    tsg_min_pixels=3136,
+    tsg_pixels=3136,
+    temporal_min_pixels=3136,
+    temporal_pixels=3136,
+    image_min_pixels=3136,
+    image_pixels=3136,
+    mask_points=1024,
+    keyframes=3,
+    answer_variants="first",
+)
 STEPS = 30
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("synth"), train_clips=6, test_clips=2, seed=3,
-                    options=SyntheticOptions(frames=8, actions=("appears",)))
+    return generate(
+        tmp_path_factory.mktemp("synth"),
+        train_clips=6,
+        test_clips=2,
+        seed=3,
+        options=SyntheticOptions(frames=8, actions=("appears",)),
+    )
 
 
 def data_args(root):
@@ -32,8 +53,9 @@ def data_args(root):
 @pytest.fixture(scope="module")
 def trained(synth, sa2va_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("train")
-    config = TrainConfig(base=str(sa2va_checkpoint), data=data_args(synth), out=str(out), max_steps=STEPS,
-                         save_every=STEPS, **SMALL)
+    config = TrainConfig(
+        base=str(sa2va_checkpoint), data=data_args(synth), out=str(out), max_steps=STEPS, save_every=STEPS, **SMALL
+    )
     final = train(config, progress=False)
     return out, final
 
@@ -76,8 +98,9 @@ def test_the_trained_checkpoint_is_official_and_grounds_a_moment(trained, synth,
     entry = load_entries(parse_data_spec(f"mevis={synth / 'mevis'}"), "valid_u")[0]
     # the answers teacher-forced (the spec's design): a tiny random LM does not learn in 30 steps to tell
     # the TSG question from the RefVOS one when generating
-    options = SegmentOptions(keyframes=4, tsg_pixels=3136, tsg_min_pixels=3136, image_pixels=3136,
-                             image_min_pixels=3136, force_answer=True)
+    options = SegmentOptions(
+        keyframes=4, tsg_pixels=3136, tsg_min_pixels=3136, image_pixels=3136, image_min_pixels=3136, force_answer=True
+    )
     result = MomentSegPipeline(model).run(entry.open_frames(), entry.expression, options)
     assert result.moment is not None and 0 <= result.moment.start_frame <= result.moment.end_frame < 8
     assert len(result.similarity) == 8
@@ -101,7 +124,7 @@ def test_the_trained_model_finds_the_moment_the_data_puts_in_each_clip(trained, 
         for entry in entries:
             similarity = pipeline.ground(entry.open_frames(), entry.query, options).similarity  # 1 FPS
             inside = np.zeros(len(similarity), bool)
-            inside[int(entry.start):int(np.ceil(entry.end))] = True
+            inside[int(entry.start) : int(np.ceil(entry.end))] = True
             assert inside.any() and not inside.all(), "the data must put the moment somewhere specific"
             values.append(similarity[inside].mean() - similarity[~inside].mean())
         return np.array(values)
@@ -123,10 +146,18 @@ def test_lora_attaches_to_the_language_layers_only(synth):
     module = TrainableMomentSeg(add_find_token(build_tiny_model("sa2va")), TrainableParts(lora_rank=4, lora_alpha=8))
     adapted = sorted({name.rsplit(".lora_", 1)[0] for name, _ in module.named_parameters() if ".lora_" in name})
     layers = module.inner.config.get_text_config().num_hidden_layers
-    projections = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                   "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}
-    expected = sorted(f"qwen.base_model.model.model.language_model.layers.{i}.{p}"
-                      for i in range(layers) for p in projections)
+    projections = {
+        "self_attn.q_proj",
+        "self_attn.k_proj",
+        "self_attn.v_proj",
+        "self_attn.o_proj",
+        "mlp.gate_proj",
+        "mlp.up_proj",
+        "mlp.down_proj",
+    }
+    expected = sorted(
+        f"qwen.base_model.model.model.language_model.layers.{i}.{p}" for i in range(layers) for p in projections
+    )
     assert adapted == expected
     trainable_lora = [n for n, p in module.named_parameters() if p.requires_grad and ".lora_" in n]
     assert trainable_lora and all("language_model.layers." in n for n in trainable_lora)
@@ -151,8 +182,12 @@ def test_a_base_with_tied_embeddings_is_untied_and_its_special_rows_train(synth,
     save_file(weights, base / "model.safetensors", metadata={"format": "pt"})
 
     with caplog.at_level("WARNING", logger="momentseg.train.model"):
-        final = train(TrainConfig(base=str(base), data=data_args(synth), out=str(tmp_path / "out"), max_steps=3,
-                                  save_every=3, **SMALL), progress=False)
+        final = train(
+            TrainConfig(
+                base=str(base), data=data_args(synth), out=str(tmp_path / "out"), max_steps=3, save_every=3, **SMALL
+            ),
+            progress=False,
+        )
     assert "unties them" in caplog.text
     saved = json.loads((final / "config.json").read_text())
     assert saved["tie_word_embeddings"] is False
@@ -169,8 +204,13 @@ def test_a_base_with_tied_embeddings_is_untied_and_its_special_rows_train(synth,
 def test_resume_continues_from_the_saved_step(synth, sa2va_checkpoint, tmp_path):
     from transformers import get_cosine_schedule_with_warmup
 
-    common = dict(base=str(sa2va_checkpoint), data=data_args(synth), out=str(tmp_path), save_every=2,
-                  **{**SMALL, "warmup_ratio": 0.25})
+    common = dict(
+        base=str(sa2va_checkpoint),
+        data=data_args(synth),
+        out=str(tmp_path),
+        save_every=2,
+        **{**SMALL, "warmup_ratio": 0.25},
+    )
     train(TrainConfig(max_steps=2, **common), progress=False)
     state = torch.load(tmp_path / "checkpoints" / "step_00000002" / "training_state.pt", weights_only=True)
     assert state["step"] == 2
@@ -190,15 +230,42 @@ def test_resume_continues_from_the_saved_step(synth, sa2va_checkpoint, tmp_path)
 
 
 def test_resume_without_saved_state_is_a_clear_error(synth, sa2va_checkpoint, tmp_path, capsys):
-    code = main(["train", "--base", str(sa2va_checkpoint), "--data", f"mevis={synth / 'mevis'}", "--out",
-                 str(tmp_path), "--max-steps", "1", "--device", "cpu", "--resume", "--quiet"])
+    code = main(
+        [
+            "train",
+            "--base",
+            str(sa2va_checkpoint),
+            "--data",
+            f"mevis={synth / 'mevis'}",
+            "--out",
+            str(tmp_path),
+            "--max-steps",
+            "1",
+            "--device",
+            "cpu",
+            "--resume",
+            "--quiet",
+        ]
+    )
     assert code == 2
     assert "no saved training state" in capsys.readouterr().err
 
 
 def test_bad_data_is_a_one_line_error(sa2va_checkpoint, tmp_path, capsys):
-    code = main(["train", "--base", str(sa2va_checkpoint), "--data", f"mevis={tmp_path / 'absent'}", "--out",
-                 str(tmp_path / "o"), "--device", "cpu", "--quiet"])
+    code = main(
+        [
+            "train",
+            "--base",
+            str(sa2va_checkpoint),
+            "--data",
+            f"mevis={tmp_path / 'absent'}",
+            "--out",
+            str(tmp_path / "o"),
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "absent" in err and len(err.splitlines()) == 1
 
@@ -234,8 +301,9 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(synth):
     results = []
     for checkpointing in (False, True):
         model = add_find_token(build_tiny_model("sa2va", seed=1))
-        module = TrainableMomentSeg(model, TrainableParts(lora_rank=4, lora_alpha=8, lora_dropout=0.0,
-                                                         gradient_checkpointing=checkpointing)).train()
+        module = TrainableMomentSeg(
+            model, TrainableParts(lora_rank=4, lora_alpha=8, lora_dropout=0.0, gradient_checkpointing=checkpointing)
+        ).train()
         recipe = SampleRecipe(tsg_frames=8, tsg_min_pixels=3136, tsg_pixels=3136)
         sample = SampleBuilder.for_model(model, recipe).build(entry, np.random.default_rng(0))
         torch.manual_seed(0)

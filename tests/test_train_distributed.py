@@ -11,14 +11,37 @@ from safetensors import safe_open
 
 from momentseg.data.synthetic import SyntheticOptions, generate
 
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "momentseg.cli"]
-TINY_BUDGETS = ["--tsg-pixels", "3136", "--tsg-min-pixels", "3136", "--image-pixels", "3136", "--image-min-pixels", "3136"]
+TORCHRUN = [
+    sys.executable,
+    "-m",
+    "torch.distributed.run",
+    "--standalone",
+    "--nproc_per_node",
+    "2",
+    "-m",
+    "momentseg.cli",
+]
+TINY_BUDGETS = [
+    "--tsg-pixels",
+    "3136",
+    "--tsg-min-pixels",
+    "3136",
+    "--image-pixels",
+    "3136",
+    "--image-min-pixels",
+    "3136",
+]
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("synth"), train_clips=4, test_clips=3, seed=7,
-                    options=SyntheticOptions(frames=6, actions=("appears",), distractors=0))
+    return generate(
+        tmp_path_factory.mktemp("synth"),
+        train_clips=4,
+        test_clips=3,
+        seed=7,
+        options=SyntheticOptions(frames=6, actions=("appears",), distractors=0),
+    )
 
 
 def run(args, timeout=300, check=True):
@@ -29,17 +52,68 @@ def run(args, timeout=300, check=True):
     return done
 
 
-TRAIN_SMALL = ["--device", "cpu", "--lora-rank", "4", "--lora-alpha", "8", "--num-workers", "0", "--tsg-frames", "6",
-               "--temporal-frames", "3", "--keyframes", "2", "--quiet", "--temporal-pixels", "3136",
-               "--temporal-min-pixels", "3136", *TINY_BUDGETS]
+TRAIN_SMALL = [
+    "--device",
+    "cpu",
+    "--lora-rank",
+    "4",
+    "--lora-alpha",
+    "8",
+    "--num-workers",
+    "0",
+    "--tsg-frames",
+    "6",
+    "--temporal-frames",
+    "3",
+    "--keyframes",
+    "2",
+    "--quiet",
+    "--temporal-pixels",
+    "3136",
+    "--temporal-min-pixels",
+    "3136",
+    *TINY_BUDGETS,
+]
 
 
 def test_two_processes_train_with_gloo(synth, sa2va_checkpoint, tmp_path):
-    run(["train", "--base", str(sa2va_checkpoint), "--data", f"charades-sta={synth / 'charades-sta'}",
-         "--data", f"mevis={synth / 'mevis'}", "--out", str(tmp_path), "--device", "cpu", "--max-steps", "2",
-         "--save-every", "1", "--lora-rank", "4", "--lora-alpha", "8", "--num-workers", "0", "--tsg-frames", "6",
-         "--temporal-frames", "3", "--keyframes", "2", "--quiet", "--temporal-pixels", "3136",
-         "--temporal-min-pixels", "3136", *TINY_BUDGETS])
+    run(
+        [
+            "train",
+            "--base",
+            str(sa2va_checkpoint),
+            "--data",
+            f"charades-sta={synth / 'charades-sta'}",
+            "--data",
+            f"mevis={synth / 'mevis'}",
+            "--out",
+            str(tmp_path),
+            "--device",
+            "cpu",
+            "--max-steps",
+            "2",
+            "--save-every",
+            "1",
+            "--lora-rank",
+            "4",
+            "--lora-alpha",
+            "8",
+            "--num-workers",
+            "0",
+            "--tsg-frames",
+            "6",
+            "--temporal-frames",
+            "3",
+            "--keyframes",
+            "2",
+            "--quiet",
+            "--temporal-pixels",
+            "3136",
+            "--temporal-min-pixels",
+            "3136",
+            *TINY_BUDGETS,
+        ]
+    )
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2] and {r["processes"] for r in log} == {2}
     # each rank's Σ of its trainable values: DDP's averaged gradients keep the ranks' copies equal
@@ -50,10 +124,28 @@ def test_two_processes_train_with_gloo(synth, sa2va_checkpoint, tmp_path):
 
 
 def test_two_processes_share_an_evaluation(synth, tiny_checkpoint, tmp_path):
-    run(["eval", "--checkpoint", str(tiny_checkpoint), "--data", f"mevis={synth / 'mevis'}", "--out", str(tmp_path),
-         "--device", "cpu", "--keyframes", "3", "--force-answer", "--quiet", *TINY_BUDGETS])
-    shards = [[json.loads(line)["key"] for line in (tmp_path / "rows" / f"rank-{r}.jsonl").read_text().splitlines()]
-              for r in (0, 1)]
+    run(
+        [
+            "eval",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--data",
+            f"mevis={synth / 'mevis'}",
+            "--out",
+            str(tmp_path),
+            "--device",
+            "cpu",
+            "--keyframes",
+            "3",
+            "--force-answer",
+            "--quiet",
+            *TINY_BUDGETS,
+        ]
+    )
+    shards = [
+        [json.loads(line)["key"] for line in (tmp_path / "rows" / f"rank-{r}.jsonl").read_text().splitlines()]
+        for r in (0, 1)
+    ]
     assert len(shards[0]) == 2 and len(shards[1]) == 1 and not set(shards[0]) & set(shards[1])
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["summary"]["expressions"] == 3 and len(metrics["rows"]) == 3
@@ -82,8 +174,22 @@ def test_a_bad_sample_on_one_rank_stops_both_ranks_with_the_same_error(synth, sa
     for frame in (data / "train" / "JPEGImages" / broken).iterdir():
         frame.write_bytes(b"not a jpeg")
     started = time.monotonic()
-    done = run(["train", "--base", str(sa2va_checkpoint), "--data", f"mevis={data}", "--out", str(tmp_path / "out"),
-                "--max-steps", "2", *TRAIN_SMALL], timeout=240, check=False)
+    done = run(
+        [
+            "train",
+            "--base",
+            str(sa2va_checkpoint),
+            "--data",
+            f"mevis={data}",
+            "--out",
+            str(tmp_path / "out"),
+            "--max-steps",
+            "2",
+            *TRAIN_SMALL,
+        ],
+        timeout=240,
+        check=False,
+    )
     assert done.returncode != 0 and time.monotonic() - started < 200
     errors = [line for line in done.stderr.splitlines() if line.startswith("momentseg: error:")]
     assert len(errors) == 2 and errors[0] == errors[1], done.stderr[-3000:]

@@ -34,8 +34,11 @@ def h264_clip(tmp_path_factory):
 
 def store_threads(store):
     """The store's decoder and prefetch threads (other tests' stores may still have theirs)."""
-    return [t for t in threading.enumerate() if t.name.startswith("momentseg-")
-            and (t is store._decoder._thread or t in store._prefetcher._threads)]
+    return [
+        t
+        for t in threading.enumerate()
+        if t.name.startswith("momentseg-") and (t is store._decoder._thread or t in store._prefetcher._threads)
+    ]
 
 
 def test_frame_folder_reads_in_natural_order_as_rgb(tmp_path):

@@ -19,10 +19,20 @@ def make_result(similarity=True):
     shapes = [Shape(i, "mask", to_cvat_rle(mask), i in (2, 9), False, 0.9) for i in range(FRAMES)]
     curve = list(np.round(np.sin(np.linspace(0, np.pi, FRAMES)), 4)) if similarity else None
     return SegmentResult(
-        prompt="the red ball", num_frames=FRAMES, width=WIDTH, height=HEIGHT, fps=4.0,
-        moment=Moment(3, 8, 0.75, 2.25, 0.8) if similarity else None, moment_reason=None, center_frame=6,
-        keyframes=[2, 6, 9], similarity=curve, tracks=[Track("object", shapes)], model={},
-        options={"threshold": 0.4}, timings={},
+        prompt="the red ball",
+        num_frames=FRAMES,
+        width=WIDTH,
+        height=HEIGHT,
+        fps=4.0,
+        moment=Moment(3, 8, 0.75, 2.25, 0.8) if similarity else None,
+        moment_reason=None,
+        center_frame=6,
+        keyframes=[2, 6, 9],
+        similarity=curve,
+        tracks=[Track("object", shapes)],
+        model={},
+        options={"threshold": 0.4},
+        timings={},
     )
 
 

@@ -40,7 +40,8 @@ def real(name):
 
 # --- signatures and the commands an annotator types ---------------------------------------------
 
-@pytest.mark.parametrize("name", sorted(p.name[:-len(".headers.json")] for p in REAL.glob("*.headers.json")))
+
+@pytest.mark.parametrize("name", sorted(p.name[: -len(".headers.json")] for p in REAL.glob("*.headers.json")))
 def test_every_real_delivery_verifies_with_its_own_secret_only(name):
     body, headers = real(name)
     assert signature_matches(REAL_SECRET, body, headers["X-Signature-256"])
@@ -55,41 +56,67 @@ def test_reserialising_a_real_body_gives_the_same_bytes():
     assert json.dumps(json.loads(body)).encode() == body
 
 
-@pytest.mark.parametrize("text, command", [
-    ("/segment the man who picks up the phone", Segment("the man who picks up the phone", None)),
-    ("  /Segment   the red  car label:car ", Segment("the red car", "car")),
-    ('/segment label:"traffic light" the light that turns green', Segment("the light that turns green",
-                                                                          "traffic light")),
-    ("/refine 12", Refine(12)), ("/refine #7", Refine(7)), ("/refine object 3", Refine(3)),
-    ("/refine 3  the  red car", Refine(3, "the red car")),
-    ("/segment the dog at 10:30 keyframes:4 Threshold:0.3 window:0 force-answer:yes label:dog",
-     Segment("the dog at 10:30", "dog", {"keyframes": 4, "threshold": 0.3, "window": None, "force_answer": True})),
-    ("/refine 3 the dog bap_score:iou_presence", Refine(3, "the dog", {"bap_score": "iou_presence"})),
-    ("/help", Help()), ("looks good to me", None), ("", None),
-])
+@pytest.mark.parametrize(
+    "text, command",
+    [
+        ("/segment the man who picks up the phone", Segment("the man who picks up the phone", None)),
+        ("  /Segment   the red  car label:car ", Segment("the red car", "car")),
+        (
+            '/segment label:"traffic light" the light that turns green',
+            Segment("the light that turns green", "traffic light"),
+        ),
+        ("/refine 12", Refine(12)),
+        ("/refine #7", Refine(7)),
+        ("/refine object 3", Refine(3)),
+        ("/refine 3  the  red car", Refine(3, "the red car")),
+        (
+            "/segment the dog at 10:30 keyframes:4 Threshold:0.3 window:0 force-answer:yes label:dog",
+            Segment(
+                "the dog at 10:30", "dog", {"keyframes": 4, "threshold": 0.3, "window": None, "force_answer": True}
+            ),
+        ),
+        ("/refine 3 the dog bap_score:iou_presence", Refine(3, "the dog", {"bap_score": "iou_presence"})),
+        ("/help", Help()),
+        ("looks good to me", None),
+        ("", None),
+    ],
+)
 def test_commands_are_read_from_the_comment(text, command):
     assert parse_command(text) == command
 
 
-@pytest.mark.parametrize("text, message", [
-    ("/segment", "needs a description"), ("/segment label:car", "needs a description"),
-    ("/segment a car label:", "label: needs a name"), ("/segment a label:x label:y", "once"),
-    ("/refine", "needs the object id first"), ("/refine the car", "needs the object id first"),
-    ("/frobnicate now", "unknown command '/frobnicate'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("/segment", "needs a description"),
+        ("/segment label:car", "needs a description"),
+        ("/segment a car label:", "label: needs a name"),
+        ("/segment a label:x label:y", "once"),
+        ("/refine", "needs the object id first"),
+        ("/refine the car", "needs the object id first"),
+        ("/frobnicate now", "unknown command '/frobnicate'"),
+    ],
+)
 def test_mistyped_commands_explain_what_to_type(text, message):
     with pytest.raises(CommandError, match=message):
         parse_command(text)
 
 
 def test_settings_refuse_to_start_without_a_secret_hosts_or_projects(tmp_path):
-    base = {"MOMENTSEG_WEBHOOK_SECRET": SECRET, "CVAT_HOST": "http://cvat.example:8080",
-            "MOMENTSEG_WEBHOOK_PROJECTS": "2,5", "MOMENTSEG_WEBHOOK_QUEUE": str(tmp_path / "q.db")}
+    base = {
+        "MOMENTSEG_WEBHOOK_SECRET": SECRET,
+        "CVAT_HOST": "http://cvat.example:8080",
+        "MOMENTSEG_WEBHOOK_PROJECTS": "2,5",
+        "MOMENTSEG_WEBHOOK_QUEUE": str(tmp_path / "q.db"),
+    }
     settings = WebhookSettings.from_env(base)
     assert settings.cvat_hosts == {"cvat.example:8080"} and settings.projects == {2, 5}
     assert SECRET not in repr(settings)
-    for missing, message in [("MOMENTSEG_WEBHOOK_SECRET", "no webhook secret"),
-                             ("MOMENTSEG_WEBHOOK_PROJECTS", "no CVAT project"), ("CVAT_HOST", "no CVAT host")]:
+    for missing, message in [
+        ("MOMENTSEG_WEBHOOK_SECRET", "no webhook secret"),
+        ("MOMENTSEG_WEBHOOK_PROJECTS", "no CVAT project"),
+        ("CVAT_HOST", "no CVAT host"),
+    ]:
         with pytest.raises(WebhookConfigError, match=message):
             WebhookSettings.from_env({k: v for k, v in base.items() if k != missing})
     with pytest.raises(WebhookConfigError, match="numbers"):
@@ -111,6 +138,7 @@ def test_the_command_line_refuses_to_start_without_a_secret(monkeypatch, capsys)
 
 
 # --- the app, the queue and the worker ----------------------------------------------------------
+
 
 @pytest.fixture
 def cvat():
@@ -136,8 +164,15 @@ class Service:
     def __init__(self, cvat, queue_file, make_runner=None, retries=2):
         self.cvat = cvat
         self.queue_file = queue_file
-        self.settings = WebhookSettings(secret=SECRET, cvat_hosts=frozenset({cvat.host}), projects=frozenset({PROJECT}),
-                                        queue_path=queue_file, label="dog", retries=retries, retry_delay=30.0)
+        self.settings = WebhookSettings(
+            secret=SECRET,
+            cvat_hosts=frozenset({cvat.host}),
+            projects=frozenset({PROJECT}),
+            queue_path=queue_file,
+            label="dog",
+            retries=retries,
+            retry_delay=30.0,
+        )
         self.runs = CvatRuns(self.settings, lambda: connect(cvat.url, access_token=TOKEN), make_runner)
         self.queue = WebhookQueue(open_huey(queue_file), self.runs, retries=retries, retry_delay=30.0)
         self.http = TestClient(create_webhook_app(self.settings, self.queue, self.runs))
@@ -199,14 +234,19 @@ def test_unknown_host_is_refused_and_other_events_are_ignored(cvat, tmp_path):
         assert answer.status_code == 200 and answer.json() == {"ignored": json.loads(body)["event"]}
     ping, _ = real("ping")
     assert service.post(ping).status_code == 403  # the real ping names the server it came from: 127.0.0.1:8080
-    service.settings = WebhookSettings(secret=SECRET, cvat_hosts=frozenset({"127.0.0.1:8080"}),
-                                       projects=frozenset({PROJECT}), queue_path=tmp_path / "q.db")
+    service.settings = WebhookSettings(
+        secret=SECRET,
+        cvat_hosts=frozenset({"127.0.0.1:8080"}),
+        projects=frozenset({PROJECT}),
+        queue_path=tmp_path / "q.db",
+    )
     real_server = TestClient(create_webhook_app(service.settings, service.queue, service.runs))
     answer = real_server.post("/webhooks/cvat", content=ping, headers={"X-Signature-256": sign(SECRET, ping)})
     assert answer.status_code == 200 and answer.json() == {"ok": True, "event": "ping"}
     assert service.post(b"[1, 2]").status_code == 400
     assert service.post(comment_delivery(cvat, issue, comment, "nice work")).json() == {
-        "ignored": "the comment is not a command"}
+        "ignored": "the comment is not a command"
+    }
     assert service.queue.records() == [] and cvat.requests == []
 
 
@@ -283,9 +323,11 @@ def test_the_compose_file_starts_commands_and_settings_that_exist(tmp_path):
         assert service["entrypoint"][0] == "momentseg"
         args = build_parser().parse_args(service["entrypoint"][1:])
         assert args.command == "webhooks"
-        env = dict({k: "" if v is None else str(v) for k, v in service["environment"].items()},
-                   MOMENTSEG_WEBHOOK_SECRET_FILE=str(secret),
-                   MOMENTSEG_WEBHOOK_QUEUE=str(tmp_path / "q.db"))
+        env = dict(
+            {k: "" if v is None else str(v) for k, v in service["environment"].items()},
+            MOMENTSEG_WEBHOOK_SECRET_FILE=str(secret),
+            MOMENTSEG_WEBHOOK_QUEUE=str(tmp_path / "q.db"),
+        )
         settings = WebhookSettings.from_env(env)
         assert settings.projects == {2} and settings.redis_url is None and settings.secret == SECRET
         assert "momentseg_queue:/var/lib/momentseg" in service["volumes"]
@@ -304,12 +346,23 @@ def test_the_companion_serves_deliveries_over_http(cvat, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = dict(os.environ, CVAT_HOST=cvat.url, CVAT_ACCESS_TOKEN=TOKEN, MOMENTSEG_WEBHOOK_SECRET=SECRET,
-               MOMENTSEG_WEBHOOK_PROJECTS=str(PROJECT), MOMENTSEG_WEBHOOK_QUEUE=str(tmp_path / "q.db"))
+    env = dict(
+        os.environ,
+        CVAT_HOST=cvat.url,
+        CVAT_ACCESS_TOKEN=TOKEN,
+        MOMENTSEG_WEBHOOK_SECRET=SECRET,
+        MOMENTSEG_WEBHOOK_PROJECTS=str(PROJECT),
+        MOMENTSEG_WEBHOOK_QUEUE=str(tmp_path / "q.db"),
+    )
     log = tmp_path / "serve.log"
     with open(log, "wb") as output:
-        server = subprocess.Popen([sys.executable, "-m", "momentseg.cli", "webhooks", "serve", "--port", str(port)],
-                                  cwd=Path(__file__).parents[1], env=env, stdout=output, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "momentseg.cli", "webhooks", "serve", "--port", str(port)],
+            cwd=Path(__file__).parents[1],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
         url = f"http://127.0.0.1:{port}/webhooks"
         deadline = time.monotonic() + 120
@@ -324,10 +377,17 @@ def test_the_companion_serves_deliveries_over_http(cvat, tmp_path):
         issue, comment = cvat.add_issue(job_of(cvat, 42), 1, BOX, "/help")
         body = comment_delivery(cvat, issue, comment, "/help")
         headers = {"Content-Type": "application/json", "X-Signature-256": sign(SECRET, body)}
-        assert httpx.post(f"{url}/cvat", content=body, headers=dict(headers, **{"X-Signature-256": "sha256=0"}),
-                          timeout=10).status_code == 401
-        _, raw = exchange(port, b"POST /webhooks/cvat HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
-                                b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /webhooks/health HTTP/1.1\r\n\r\n")
+        assert (
+            httpx.post(
+                f"{url}/cvat", content=body, headers=dict(headers, **{"X-Signature-256": "sha256=0"}), timeout=10
+            ).status_code
+            == 401
+        )
+        _, raw = exchange(
+            port,
+            b"POST /webhooks/cvat HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /webhooks/health HTTP/1.1\r\n\r\n",
+        )
         assert only_json_response(raw)[0] == 400  # momentseg serve's server: smuggling refused, in JSON
         answer = httpx.post(f"{url}/cvat", content=body, headers=headers, timeout=10)
         assert answer.status_code == 202
@@ -357,11 +417,14 @@ def companion(cvat, tmp_path):
     stop()
 
 
-@pytest.mark.parametrize("head", [
-    b"POST /webhooks/cvat HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"event\"",
-    b"POST /webhooks/cvat HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n",
-    b"POST /webhooks/cvat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n",
-])
+@pytest.mark.parametrize(
+    "head",
+    [
+        b'POST /webhooks/cvat HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"event"',
+        b"POST /webhooks/cvat HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n",
+        b'POST /webhooks/cvat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"a":\r\n',
+    ],
+)
 def test_a_delivery_whose_body_never_arrives_is_cut_at_the_read_timeout(companion, cvat, head):
     seconds, raw = exchange(companion.port, head)
     status, body = only_json_response(raw)
@@ -371,22 +434,34 @@ def test_a_delivery_whose_body_never_arrives_is_cut_at_the_read_timeout(companio
 
 
 def test_a_trickled_delivery_or_head_is_cut_at_its_timeout(companion):
-    seconds, raw = exchange(companion.port, b"POST /webhooks/cvat HTTP/1.1\r\nHost: x\r\nContent-Length: 9000\r\n\r\n",
-                            then=trickle(b" " * 100, 0.4))
+    seconds, raw = exchange(
+        companion.port,
+        b"POST /webhooks/cvat HTTP/1.1\r\nHost: x\r\nContent-Length: 9000\r\n\r\n",
+        then=trickle(b" " * 100, 0.4),
+    )
     assert only_json_response(raw)[0] == 408 and seconds < HTTP.body_timeout_s + SLACK + 5 * 0.4
-    seconds, raw = exchange(companion.port, b"POST /webhooks/cvat HTTP/1.1\r\n", then=trickle(b"Host: x\r\nX-Slow: 1", 0.2))
+    seconds, raw = exchange(
+        companion.port, b"POST /webhooks/cvat HTTP/1.1\r\n", then=trickle(b"Host: x\r\nX-Slow: 1", 0.2)
+    )
     assert only_json_response(raw)[0] == 408 and seconds < HTTP.header_timeout_s + SLACK
 
 
-@pytest.mark.parametrize("raw_request, status, code", [
-    (b"POST /webhooks/cvat HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
-     b"0\r\n\r\nGET /webhooks/health HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"),
-    (b"POST /webhooks/cvat HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n", 413, "delivery_too_large"),
-    (b"GET /webhooks/cvat HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405, "method_not_allowed"),
-    (b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404, "not_found"),
-    (b"HELLO THERE\r\n\r\n", 400, "bad_request"),
-    (b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "request_too_large"),
-])
+@pytest.mark.parametrize(
+    "raw_request, status, code",
+    [
+        (
+            b"POST /webhooks/cvat HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"0\r\n\r\nGET /webhooks/health HTTP/1.1\r\nHost: x\r\n\r\n",
+            400,
+            "bad_request",
+        ),
+        (b"POST /webhooks/cvat HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n", 413, "delivery_too_large"),
+        (b"GET /webhooks/cvat HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405, "method_not_allowed"),
+        (b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404, "not_found"),
+        (b"HELLO THERE\r\n\r\n", 400, "bad_request"),
+        (b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "request_too_large"),
+    ],
+)
 def test_hostile_requests_get_one_json_answer_and_nothing_is_queued(companion, cvat, raw_request, status, code):
     seconds, raw = exchange(companion.port, raw_request)
     (answer,) = responses(raw)  # a smuggled request would add a second answer
@@ -401,13 +476,15 @@ def test_a_streamed_delivery_is_cut_at_the_delivery_limit(companion):
         for _ in range(64):  # 4 MiB, sixteen times a delivery's limit
             connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
 
-    _, raw = exchange(companion.port, b"POST /webhooks/cvat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
-                      then=stream)
+    _, raw = exchange(
+        companion.port, b"POST /webhooks/cvat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", then=stream
+    )
     status, body = only_json_response(raw)
     assert (status, body["error"]) == (413, "delivery_too_large") and str(256 * 1024) in body["message"]
 
 
 # --- the webhook routes inside momentseg serve --------------------------------------------------
+
 
 def test_momentseg_serve_mounts_the_webhook_routes_only_with_a_secret(cvat, tmp_path, tiny_checkpoint):
     import subprocess
@@ -415,16 +492,37 @@ def test_momentseg_serve_mounts_the_webhook_routes_only_with_a_secret(cvat, tmp_
 
     import httpx
 
-    env = dict(os.environ, CVAT_HOST=cvat.url, CVAT_ACCESS_TOKEN=TOKEN, MOMENTSEG_WEBHOOK_PROJECTS=str(PROJECT),
-               MOMENTSEG_WEBHOOK_QUEUE=str(tmp_path / "q.db"))
+    env = dict(
+        os.environ,
+        CVAT_HOST=cvat.url,
+        CVAT_ACCESS_TOKEN=TOKEN,
+        MOMENTSEG_WEBHOOK_PROJECTS=str(PROJECT),
+        MOMENTSEG_WEBHOOK_QUEUE=str(tmp_path / "q.db"),
+    )
     for name in ("MOMENTSEG_WEBHOOK_SECRET", "MOMENTSEG_WEBHOOK_SECRET_FILE"):
         env.pop(name, None)
     assert routes_from_env(env, HTTP) == []  # serve runs as without webhooks
     (tmp_path / "secret").write_text(SECRET + "\n")
     env["MOMENTSEG_WEBHOOK_SECRET_FILE"] = str(tmp_path / "secret")
-    server = subprocess.Popen([sys.executable, "-m", "momentseg.cli", "serve", "--checkpoint", str(tiny_checkpoint),
-                               "--device", "cpu", "--port", "0"], cwd=Path(__file__).parents[1], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "momentseg.cli",
+            "serve",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--device",
+            "cpu",
+            "--port",
+            "0",
+        ],
+        cwd=Path(__file__).parents[1],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         served = server.stdout.readline().split()[3]
         assert server.stdout.readline().startswith(f"answering CVAT webhooks on {served}webhooks/cvat")
@@ -432,11 +530,13 @@ def test_momentseg_serve_mounts_the_webhook_routes_only_with_a_secret(cvat, tmp_
         body = comment_delivery(cvat, issue, comment, "/help")
         unsigned = httpx.post(f"{served}webhooks/cvat", content=body, timeout=30)
         assert unsigned.status_code == 401 and unsigned.json()["error"] == "bad_signature"
-        signed = httpx.post(f"{served}webhooks/cvat", content=body, headers={"X-Signature-256": sign(SECRET, body)},
-                            timeout=30)
+        signed = httpx.post(
+            f"{served}webhooks/cvat", content=body, headers={"X-Signature-256": sign(SECRET, body)}, timeout=30
+        )
         assert signed.status_code == 202 and signed.json()["accepted"]
-        again = httpx.post(f"{served}webhooks/cvat", content=body, headers={"X-Signature-256": sign(SECRET, body)},
-                           timeout=30)
+        again = httpx.post(
+            f"{served}webhooks/cvat", content=body, headers={"X-Signature-256": sign(SECRET, body)}, timeout=30
+        )
         assert again.status_code == 200 and again.json()["duplicate"] == signed.json()["accepted"]
         assert httpx.get(f"{served}health", timeout=30).json() == {"ready": True, "error": None}
     finally:
@@ -447,8 +547,15 @@ def test_momentseg_serve_mounts_the_webhook_routes_only_with_a_secret(cvat, tmp_
 def test_momentseg_serve_with_a_secret_but_incomplete_settings_stops_before_loading_the_model(monkeypatch, capsys):
     from momentseg.cli import main
 
-    for name in ("MOMENTSEG_WEBHOOK_PROJECTS", "MOMENTSEG_WEBHOOK_SECRET_FILE", "MOMENTSEG_WEBHOOK_CVAT_HOSTS",
-                 "CVAT_ACCESS_TOKEN", "CVAT_USER", "CVAT_PASSWORD", "CVAT_CREDENTIALS_FILE"):
+    for name in (
+        "MOMENTSEG_WEBHOOK_PROJECTS",
+        "MOMENTSEG_WEBHOOK_SECRET_FILE",
+        "MOMENTSEG_WEBHOOK_CVAT_HOSTS",
+        "CVAT_ACCESS_TOKEN",
+        "CVAT_USER",
+        "CVAT_PASSWORD",
+        "CVAT_CREDENTIALS_FILE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MOMENTSEG_WEBHOOK_SECRET", SECRET)
     monkeypatch.setenv("CVAT_HOST", "http://cvat.example:8080")
@@ -465,8 +572,10 @@ def test_the_command_line_and_the_companion_start_without_loading_the_model_code
     import subprocess
     import sys
 
-    check = ("import sys; from momentseg.cli import build_parser; build_parser(); "
-             "import momentseg.webhooks.app, momentseg.serve; "
-             "heavy = sorted({'torch', 'transformers', 'sam2'} & set(sys.modules)); print(heavy)")
+    check = (
+        "import sys; from momentseg.cli import build_parser; build_parser(); "
+        "import momentseg.webhooks.app, momentseg.serve; "
+        "heavy = sorted({'torch', 'transformers', 'sam2'} & set(sys.modules)); print(heavy)"
+    )
     output = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
     assert output.stdout.strip() == "[]", output.stdout + output.stderr

@@ -17,16 +17,33 @@ from test_webhooks_runs import make_runner, object_shapes  # noqa: F401  (make_r
 from redis_server import free_port
 
 POST = {"X-Requested-With": "momentseg"}
-ANNOTATE = {"kind": "annotate", "task": 42, "job": None, "frames": None, "prompt": "the red dog", "label": "dog",
-            "output": "mask", "create_moment_label": False, "options": {"keyframes": 3}}
+ANNOTATE = {
+    "kind": "annotate",
+    "task": 42,
+    "job": None,
+    "frames": None,
+    "prompt": "the red dog",
+    "label": "dog",
+    "output": "mask",
+    "create_moment_label": False,
+    "options": {"keyframes": 3},
+}
 
 
 @pytest.fixture
 def people(cvat):
     """The task's owner, an annotator assigned to its first job, someone unrelated, an organization's
     maintainer; a task 44 of organization 7 in the service's project."""
-    users = {name: cvat.add_user(name, group) for name, group in (
-        ("owner", "user"), ("worker", "worker"), ("stranger", "user"), ("maintainer", "user"), ("orgworker", "worker"))}
+    users = {
+        name: cvat.add_user(name, group)
+        for name, group in (
+            ("owner", "user"),
+            ("worker", "worker"),
+            ("stranger", "user"),
+            ("maintainer", "user"),
+            ("orgworker", "worker"),
+        )
+    }
     cvat.tasks[42].owner = "owner"
     cvat.tasks[42].jobs[0].assignee = "worker"
     task = cvat.add_task(44, [np.zeros((48, 64, 3), np.uint8)] * 4, ["dog"], project_id=2)
@@ -103,17 +120,32 @@ def test_who_may_start_a_run_follows_cvats_rules(cvat, tmp_path, people):
     assert browser(service.app, people["worker"]).get(f"/momentseg/api/runs/{owner.json()['id']}").status_code == 200
     assert browser(service.app, people["stranger"]).get(f"/momentseg/api/runs/{mine.json()['id']}").status_code == 403
     assert browser(service.app, people["owner"]).get("/momentseg/api/runs/nope").status_code == 404
-    assert browser(service.app, people["stranger"]).post(f"/momentseg/api/runs/{owner.json()['id']}/cancel",
-                                                         headers=POST).status_code == 403
+    assert (
+        browser(service.app, people["stranger"])
+        .post(f"/momentseg/api/runs/{owner.json()['id']}/cancel", headers=POST)
+        .status_code
+        == 403
+    )
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"prompt": None}, "prompt"), ({"prompt": "  "}, "prompt"), ({"label": 3}, "label"), ({"task": "42"}, "task"),
-    ({"output": "box"}, "output"), ({"frames": {"start": 5, "stop": 2}}, "frames"), ({"kind": "segment"}, "kind"),
-    ({"options": {"keyframes": "eight"}}, "options.keyframes"), ({"options": {"keyframes": 500}}, "keyframes"),
-    ({"options": {"tsg_pixels": 10 ** 9}}, "options.tsg_pixels"), ({"options": {"nope": 1}}, "options.nope"),
-    ({"options": {"label": "cat"}}, "field of the body"), ({"create_moment_label": "yes"}, "create_moment_label"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"prompt": None}, "prompt"),
+        ({"prompt": "  "}, "prompt"),
+        ({"label": 3}, "label"),
+        ({"task": "42"}, "task"),
+        ({"output": "box"}, "output"),
+        ({"frames": {"start": 5, "stop": 2}}, "frames"),
+        ({"kind": "segment"}, "kind"),
+        ({"options": {"keyframes": "eight"}}, "options.keyframes"),
+        ({"options": {"keyframes": 500}}, "keyframes"),
+        ({"options": {"tsg_pixels": 10**9}}, "options.tsg_pixels"),
+        ({"options": {"nope": 1}}, "options.nope"),
+        ({"options": {"label": "cat"}}, "field of the body"),
+        ({"create_moment_label": "yes"}, "create_moment_label"),
+    ],
+)
 def test_a_bad_body_is_400_naming_the_field(cvat, tmp_path, people, change, field):
     service = api(cvat, tmp_path)
     body = {k: v for k, v in dict(ANNOTATE, **change).items() if not (k == "prompt" and v is None)}
@@ -126,7 +158,10 @@ def test_the_queue_is_bounded_and_cvat_down_is_502(cvat, tmp_path, people):
     service = api(cvat, tmp_path, max_waiting=2)
     owner = browser(service.app, people["owner"])
     assert [owner.post("/momentseg/api/runs", json=ANNOTATE, headers=POST).status_code for _ in range(3)] == [
-        202, 202, 429]
+        202,
+        202,
+        429,
+    ]
     full = owner.post("/momentseg/api/runs", json=ANNOTATE, headers=POST)
     assert full.json()["error"] == "queue_full" and full.headers["Retry-After"]
     gone = create_webhook_app(service.settings, service.queue, service.runs, cvat_url=f"http://127.0.0.1:{free_port()}")
@@ -149,8 +184,11 @@ def test_a_browser_run_is_done_by_the_worker_and_reported(cvat, tmp_path, people
     assert all(s["source"] == "auto" for s in object_shapes(cvat, 42, result["object"]))  # the service's writes
     assert result["output"] == "mask" and result["fps"] == 30.0 and len(result["keyframes"]) == 3
 
-    refine = owner.post("/momentseg/api/runs", json={"kind": "refine", "task": 42, "object": result["object"],
-                                                     "prompt": None, "options": {}}, headers=POST)
+    refine = owner.post(
+        "/momentseg/api/runs",
+        json={"kind": "refine", "task": 42, "object": result["object"], "prompt": None, "options": {}},
+        headers=POST,
+    )
     assert refine.status_code == 202 and service.run_all() == 1
     assert owner.get(f"/momentseg/api/runs/{refine.json()['id']}").json()["state"] == "done"
     log = caplog.text
@@ -187,4 +225,4 @@ def test_runs_started_by_comments_are_listed_and_followed_too(cvat, tmp_path, pe
     assert owner.get(f"/momentseg/api/runs/{run['id']}").json()["state"] == "queued"
     assert owner.post(f"/momentseg/api/runs/{run['id']}/cancel", headers=POST).json()["state"] == "cancelled"
     said = [c["message"] for c in cvat.comments if c["issue"] == issue]
-    assert said[-1] == 'MomentSeg: could not segment "the red dog" as \'dog\': cancelled before it started'
+    assert said[-1] == "MomentSeg: could not segment \"the red dog\" as 'dog': cancelled before it started"

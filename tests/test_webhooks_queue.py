@@ -60,8 +60,12 @@ def test_an_unheld_run_is_taken_over_once_and_a_held_one_is_left_alone(redis_url
 def test_finished_runs_are_pruned_after_the_retention_period(tmp_path):
     queue = WebhookQueue(open_huey(tmp_path / "q.db"), None, retention_days=7)
     now = time.time()
-    for key, state, age_days in (("old-done", "done", 8), ("old-failed", "failed", 30), ("new-done", "done", 1),
-                                 ("old-waiting", "queued", 30)):
+    for key, state, age_days in (
+        ("old-done", "done", 8),
+        ("old-failed", "failed", 30),
+        ("new-done", "done", 1),
+        ("old-waiting", "queued", 30),
+    ):
         record, _ = queue.receive(key, {"command": "segment", "task_id": 1})
         queue.move(record, state)
         if key == "old-done":
@@ -75,16 +79,36 @@ def test_finished_runs_are_pruned_after_the_retention_period(tmp_path):
 
 def test_a_tasks_file_is_read_and_its_mistakes_named(tmp_path, capsys):
     good = tmp_path / "tasks.csv"
-    good.write_text('task,label,prompt\n12,person,the man who opens the door\n# a comment\n\n'
-                    '13,car,"the red car, then the blue one"\n')
-    assert batch.rows_from_file(good) == [batch.BatchRow(12, "person", "the man who opens the door"),
-                                          batch.BatchRow(13, "car", "the red car, then the blue one")]
-    for text, words in (("12,person\n", "line 1: expected task,label,prompt"), ("x,person,a dog\n", "line 1: the task"),
-                        ("", "lists no task")):
+    good.write_text(
+        "task,label,prompt\n12,person,the man who opens the door\n# a comment\n\n"
+        '13,car,"the red car, then the blue one"\n'
+    )
+    assert batch.rows_from_file(good) == [
+        batch.BatchRow(12, "person", "the man who opens the door"),
+        batch.BatchRow(13, "car", "the red car, then the blue one"),
+    ]
+    for text, words in (
+        ("12,person\n", "line 1: expected task,label,prompt"),
+        ("x,person,a dog\n", "line 1: the task"),
+        ("", "lists no task"),
+    ):
         bad = tmp_path / "bad.csv"
         bad.write_text(text)
-        assert main(["cvat", "annotate", "--tasks", str(bad), "--host", "http://127.0.0.1:9",
-                     "--queue", str(tmp_path / "q.db")]) == 2
+        assert (
+            main(
+                [
+                    "cvat",
+                    "annotate",
+                    "--tasks",
+                    str(bad),
+                    "--host",
+                    "http://127.0.0.1:9",
+                    "--queue",
+                    str(tmp_path / "q.db"),
+                ]
+            )
+            == 2
+        )
         assert words in capsys.readouterr().err
 
 
@@ -98,8 +122,12 @@ def test_a_batch_is_resumed_by_name_cancelled_and_summarised(tmp_path, capsys, m
         batch.queue_batch(queue, "other", rows, host="cvat:8080", user="lead")
 
     done = queue.get("batch:b:1")
-    queue.move(done, "done", outcome={"object_id": 7, "frames": 8, "moment": {"start_frame": 2, "end_frame": 5}},
-               worker="gpu1:10")
+    queue.move(
+        done,
+        "done",
+        outcome={"object_id": 7, "frames": 8, "moment": {"start_frame": 2, "end_frame": 5}},
+        worker="gpu1:10",
+    )
     assert batch.cancel_batch(queue, "b") == 2
     assert [r["state"] for r in batch.batch_records(queue, "b")] == ["done", "cancelled", "cancelled"]
     assert queue.run_next()  # a cancelled run's queued task does nothing
@@ -113,7 +141,10 @@ def test_a_batch_is_resumed_by_name_cancelled_and_summarised(tmp_path, capsys, m
     assert "gpu1:10" in table and "2-5" in table and "cancelled" in table
     rows_written = list(csv.DictReader(summary.open()))
     assert [(r["task"], r["state"], r["object"], r["frames_written"], r["moment_start"]) for r in rows_written] == [
-        ("1", "done", "7", "8", "2"), ("2", "cancelled", "", "0", ""), ("3", "cancelled", "", "0", "")]
+        ("1", "done", "7", "8", "2"),
+        ("2", "cancelled", "", "0", ""),
+        ("3", "cancelled", "", "0", ""),
+    ]
 
     again, _ = batch.queue_batch(queue, "b", rows, host="cvat:8080", user="lead")  # resumed: the cancelled ones
     assert sorted(again) == ["batch:b:2", "batch:b:3"] and queue.get("batch:b:2")["state"] == "queued"
@@ -122,8 +153,18 @@ def test_a_batch_is_resumed_by_name_cancelled_and_summarised(tmp_path, capsys, m
 def test_sigterm_hands_the_run_back_and_another_worker_finishes_it(cvat, redis_url, tmp_path, tiny_checkpoint):
     env = worker_env(cvat, redis_url)
     queue = redis_queue(redis_url, "test", lease=2.0)
-    record, _ = queue.receive("r1", {"command": "segment", "task_id": 42, "label": "dog", "prompt": "the red dog",
-                                     "object_id": None, "host": cvat.host, "source": "browser"})
+    record, _ = queue.receive(
+        "r1",
+        {
+            "command": "segment",
+            "task_id": 42,
+            "label": "dog",
+            "prompt": "the red dog",
+            "object_id": None,
+            "host": cvat.host,
+            "source": "browser",
+        },
+    )
     queue.start(record)
     reached, release = threading.Event(), threading.Event()
 

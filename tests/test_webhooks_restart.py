@@ -21,18 +21,44 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def start_worker(cvat, queue_file, checkpoint, log):
-    env = dict(os.environ, CVAT_HOST=cvat.url, CVAT_ACCESS_TOKEN="stub-token", MOMENTSEG_WEBHOOK_SECRET=SECRET,
-               MOMENTSEG_WEBHOOK_PROJECTS=str(PROJECT), MOMENTSEG_WEBHOOK_CVAT_HOSTS=cvat.host,
-               MOMENTSEG_WEBHOOK_QUEUE=str(queue_file), MOMENTSEG_WEBHOOK_LABEL="dog", OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "momentseg.cli", "webhooks", "worker", "--checkpoint", str(checkpoint),
-               "--device", "cpu", "--fps", "10", "--keyframes", str(OPTIONS.keyframes), "--tsg-pixels",
-               str(OPTIONS.tsg_pixels), "--image-pixels", str(OPTIONS.image_pixels), "--force-answer"]
+    env = dict(
+        os.environ,
+        CVAT_HOST=cvat.url,
+        CVAT_ACCESS_TOKEN="stub-token",
+        MOMENTSEG_WEBHOOK_SECRET=SECRET,
+        MOMENTSEG_WEBHOOK_PROJECTS=str(PROJECT),
+        MOMENTSEG_WEBHOOK_CVAT_HOSTS=cvat.host,
+        MOMENTSEG_WEBHOOK_QUEUE=str(queue_file),
+        MOMENTSEG_WEBHOOK_LABEL="dog",
+        OMP_NUM_THREADS="1",
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "momentseg.cli",
+        "webhooks",
+        "worker",
+        "--checkpoint",
+        str(checkpoint),
+        "--device",
+        "cpu",
+        "--fps",
+        "10",
+        "--keyframes",
+        str(OPTIONS.keyframes),
+        "--tsg-pixels",
+        str(OPTIONS.tsg_pixels),
+        "--image-pixels",
+        str(OPTIONS.image_pixels),
+        "--force-answer",
+    ]
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 @pytest.mark.parametrize("kill_at", ["GET chunk", "PATCH annotations"])
-def test_a_worker_killed_mid_run_resumes_without_losing_or_repeating(cvat, tmp_path, make_runner,
-                                                                     tiny_checkpoint, kill_at):
+def test_a_worker_killed_mid_run_resumes_without_losing_or_repeating(
+    cvat, tmp_path, make_runner, tiny_checkpoint, kill_at
+):
     queue_file = tmp_path / "queue.db"
     service = Service(cvat, queue_file, make_runner)
     issue, comment, body = segment_once(cvat, service)
@@ -42,8 +68,12 @@ def test_a_worker_killed_mid_run_resumes_without_losing_or_repeating(cvat, tmp_p
     method, what = kill_at.split()
 
     def hold(request_method, path, query):
-        if request_method == method and (what == "annotations" and path.rstrip("/").endswith("/annotations")
-                                         or what == "chunk" and query.get("type") == "chunk"):
+        if request_method == method and (
+            what == "annotations"
+            and path.rstrip("/").endswith("/annotations")
+            or what == "chunk"
+            and query.get("type") == "chunk"
+        ):
             reached.set()
             release.wait(60)
 

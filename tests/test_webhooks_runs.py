@@ -25,8 +25,9 @@ from test_webhooks import (  # noqa: F401  (cvat is a fixture)
 def make_runner(tiny_model):
     """What ``momentseg webhooks worker --checkpoint`` builds, on the tiny model."""
     pipeline = MomentSegPipeline(tiny_model)
-    return lambda client, options, progress: local_runner(client, pipeline, replace(OPTIONS, **options), fps=10,
-                                                        progress=progress)
+    return lambda client, options, progress: local_runner(
+        client, pipeline, replace(OPTIONS, **options), fps=10, progress=progress
+    )
 
 
 def object_shapes(cvat, task_id, object_id):

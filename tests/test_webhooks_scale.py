@@ -43,16 +43,42 @@ def cvat():
 
 
 def worker_env(cvat, redis_url):
-    return dict(os.environ, CVAT_HOST=cvat.url, CVAT_ACCESS_TOKEN=TOKEN, MOMENTSEG_WEBHOOK_SECRET=SECRET,
-                MOMENTSEG_WEBHOOK_PROJECTS=str(PROJECT), MOMENTSEG_WEBHOOK_CVAT_HOSTS=cvat.host,
-                MOMENTSEG_REDIS_URL=redis_url, MOMENTSEG_LEASE_SECONDS=str(LEASE), MOMENTSEG_WEBHOOK_LABEL="dog",
-                OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    return dict(
+        os.environ,
+        CVAT_HOST=cvat.url,
+        CVAT_ACCESS_TOKEN=TOKEN,
+        MOMENTSEG_WEBHOOK_SECRET=SECRET,
+        MOMENTSEG_WEBHOOK_PROJECTS=str(PROJECT),
+        MOMENTSEG_WEBHOOK_CVAT_HOSTS=cvat.host,
+        MOMENTSEG_REDIS_URL=redis_url,
+        MOMENTSEG_LEASE_SECONDS=str(LEASE),
+        MOMENTSEG_WEBHOOK_LABEL="dog",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=str(REPO),
+    )
 
 
 def start_worker(env, checkpoint, log):
-    command = [sys.executable, "-m", "momentseg.cli", "webhooks", "worker", "--checkpoint", str(checkpoint),
-               "--device", "cpu", "--fps", "10", "--keyframes", str(OPTIONS.keyframes), "--tsg-pixels",
-               str(OPTIONS.tsg_pixels), "--image-pixels", str(OPTIONS.image_pixels), "--force-answer"]
+    command = [
+        sys.executable,
+        "-m",
+        "momentseg.cli",
+        "webhooks",
+        "worker",
+        "--checkpoint",
+        str(checkpoint),
+        "--device",
+        "cpu",
+        "--fps",
+        "10",
+        "--keyframes",
+        str(OPTIONS.keyframes),
+        "--tsg-pixels",
+        str(OPTIONS.tsg_pixels),
+        "--image-pixels",
+        str(OPTIONS.image_pixels),
+        "--force-answer",
+    ]
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -60,20 +86,41 @@ def wait_for(condition, timeout, what, logs):
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"{what} did not happen in {timeout} s\n" + "\n".join(
-            p.read_text()[-1500:] for p in logs)
+            p.read_text()[-1500:] for p in logs
+        )
         time.sleep(0.2)
 
 
-def test_three_workers_share_one_redis_queue_and_take_over_a_killed_workers_run(cvat, redis_url, tmp_path,
-                                                                                  tiny_checkpoint, monkeypatch):
-    person = cvat.ui_draw_mask(cvat.tasks[51].jobs[0].id, 1, cvat.tasks[51].label("dog")["id"],
-                               np.eye(48, 64, dtype=bool))
+def test_three_workers_share_one_redis_queue_and_take_over_a_killed_workers_run(
+    cvat, redis_url, tmp_path, tiny_checkpoint, monkeypatch
+):
+    person = cvat.ui_draw_mask(
+        cvat.tasks[51].jobs[0].id, 1, cvat.tasks[51].label("dog")["id"], np.eye(48, 64, dtype=bool)
+    )
     env = worker_env(cvat, redis_url)
     for name in ("CVAT_ACCESS_TOKEN", "MOMENTSEG_REDIS_URL"):
         monkeypatch.setenv(name, env[name])
     for batch in range(BATCHES):  # what a lead types: one run per task of the project
-        assert main(["cvat", "annotate", "--project", str(PROJECT), "--prompt", f"the dog number {batch}",
-                     "--label", "dog", "--batch", f"b{batch}", "--detach", "--host", cvat.url]) == 0
+        assert (
+            main(
+                [
+                    "cvat",
+                    "annotate",
+                    "--project",
+                    str(PROJECT),
+                    "--prompt",
+                    f"the dog number {batch}",
+                    "--label",
+                    "dog",
+                    "--batch",
+                    f"b{batch}",
+                    "--detach",
+                    "--host",
+                    cvat.url,
+                ]
+            )
+            == 0
+        )
     settings = WebhookSettings.from_env(env)
     queue = WebhookQueue(open_huey(redis_url=redis_url), None, lease_seconds=LEASE)
     assert len(queue.records()) == BATCHES * len(TASKS) and queue.huey.pending_count() == BATCHES * len(TASKS)
@@ -95,8 +142,15 @@ def test_three_workers_share_one_redis_queue_and_take_over_a_killed_workers_run(
     try:
         wait_for(reached.is_set, 600, "a first write", logs)
         writing = []
-        wait_for(lambda: writing.extend(r for r in queue.records() if r["state"] == "running"
-                                        and r.get("stage") == "writing") or writing, 30, "a run writing", logs)
+        wait_for(
+            lambda: (
+                writing.extend(r for r in queue.records() if r["state"] == "running" and r.get("stage") == "writing")
+                or writing
+            ),
+            30,
+            "a run writing",
+            logs,
+        )
         victim = writing[0]
         pid = int(victim["worker"].rsplit(":", 1)[1])
         (killed,) = [w for w in workers if w.pid == pid]
@@ -107,7 +161,8 @@ def test_three_workers_share_one_redis_queue_and_take_over_a_killed_workers_run(
         wait_for(lambda: all(r["state"] in FINAL for r in queue.records()), 900, "every run finishing", logs)
         records = {r["key"]: r for r in queue.records()}
         assert [r["state"] for r in records.values()] == ["done"] * len(records), [
-            (r["key"], r["state"], r.get("error")) for r in records.values()]
+            (r["key"], r["state"], r.get("error")) for r in records.values()
+        ]
         taken = records[victim["key"]]
         assert taken["attempts"] == 2 and taken["taken_over_from"] == victim["worker"]
         assert taken["worker"] != victim["worker"]
@@ -134,8 +189,10 @@ def test_three_workers_share_one_redis_queue_and_take_over_a_killed_workers_run(
         object_id = records["batch:b1:52"]["outcome"]["object_id"]
         keys = []
         for n in range(2):
-            record, _ = queue.receive(f"refine-{n}", dict(command="refine", source="browser", task_id=52,
-                                                          object_id=object_id, prompt=None, host=cvat.host))
+            record, _ = queue.receive(
+                f"refine-{n}",
+                dict(command="refine", source="browser", task_id=52, object_id=object_id, prompt=None, host=cvat.host),
+            )
             queue.start(record)
             keys.append(record["key"])
         wait_for(lambda: all(queue.get(k)["state"] in FINAL for k in keys), 600, "both refines", logs)

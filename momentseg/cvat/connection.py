@@ -62,14 +62,16 @@ def redact_url(url: str) -> str:
     except ValueError:
         return "<unparseable URL>"
     netloc = parts.netloc.rpartition("@")[2]
-    query = urlencode([(k, "***" if _SECRET_QUERY_KEYS.search(k) else v)
-                       for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+    query = urlencode(
+        [(k, "***" if _SECRET_QUERY_KEYS.search(k) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)],
+        safe="*",
+    )
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def _reason(error: api_exceptions.ApiException) -> str:
     """A one-line reason from CVAT's answer: its JSON ``detail``, never an HTML page."""
-    body = (error.body or b"")
+    body = error.body or b""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
     if text.lstrip().startswith(("{", "[")) and len(text) < 2000:
         return " ".join(text.split())
@@ -87,8 +89,10 @@ def cvat_errors(what: str) -> Iterator[None]:
         raise CvatNotAuthorisedError(f"{what}: CVAT refused the credentials (HTTP {error.status})") from error
     except api_exceptions.ApiException as error:
         if 300 <= (error.status or 0) < 400:
-            raise CvatError(f"{what}: CVAT answered with a redirect (HTTP {error.status}); redirects are not "
-                            "followed: set CVAT_HOST to the server's final address") from error
+            raise CvatError(
+                f"{what}: CVAT answered with a redirect (HTTP {error.status}); redirects are not "
+                "followed: set CVAT_HOST to the server's final address"
+            ) from error
         raise CvatError(f"{what}: CVAT answered HTTP {error.status} {_reason(error)}".rstrip()) from error
     except (api_exceptions.ApiValueError, api_exceptions.ApiTypeError) as error:
         raise CvatError(f"{what}: the request does not fit CVAT's API ({str(error).splitlines()[0]})") from error
@@ -124,7 +128,8 @@ class _GuardedPoolManager(urllib3.PoolManager):
 
     # PoolManager's own signature, which urllib3 itself marks as an incompatible override of RequestMethods'
     def urlopen(  # type: ignore[override]
-            self, method: str, url: str, redirect: bool = True, **kwargs: Any) -> urllib3.BaseHTTPResponse:
+        self, method: str, url: str, redirect: bool = True, **kwargs: Any
+    ) -> urllib3.BaseHTTPResponse:
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._timeout
         kwargs["retries"] = urllib3.Retry(total=0, redirect=0, raise_on_redirect=False)
@@ -137,8 +142,14 @@ def _split_credentials(host: str) -> tuple[str, str | None, str | None]:
     return redact_url(host if "://" in host else parts.geturl()), user, password
 
 
-def connect(host: str, *, access_token: str | None = None, user: str | None = None,
-            password: str | None = None, timeouts: Timeouts = Timeouts()) -> Client:
+def connect(
+    host: str,
+    *,
+    access_token: str | None = None,
+    user: str | None = None,
+    password: str | None = None,
+    timeouts: Timeouts = Timeouts(),
+) -> Client:
     """A logged-in cvat-sdk client (a personal access token, or user and password)."""
     if not host:
         raise CvatConfigurationError("no CVAT server configured: set CVAT_HOST")
@@ -146,8 +157,9 @@ def connect(host: str, *, access_token: str | None = None, user: str | None = No
     if not access_token and not (user and password) and host_user and host_password:
         user, password = host_user, host_password
     if not access_token and not (user and password):
-        raise CvatConfigurationError("no CVAT credentials: set CVAT_ACCESS_TOKEN, or CVAT_USER and CVAT_PASSWORD "
-                                     "(or CVAT_CREDENTIALS_FILE)")
+        raise CvatConfigurationError(
+            "no CVAT credentials: set CVAT_ACCESS_TOKEN, or CVAT_USER and CVAT_PASSWORD (or CVAT_CREDENTIALS_FILE)"
+        )
     with cvat_errors(f"connecting to {host}"):
         try:
             client = Client(host, config=Config(status_check_period=0.1), check_server_version=False)
@@ -185,15 +197,20 @@ def credentials_from_env(env: Mapping[str, str] | None = None) -> dict[str, str 
     env = dict(os.environ if env is None else env)
     if env.get("CVAT_CREDENTIALS_FILE"):
         env = {**read_credentials_file(env["CVAT_CREDENTIALS_FILE"]), **{k: v for k, v in env.items() if v}}
-    return {"host": env.get("CVAT_HOST", ""), "access_token": env.get("CVAT_ACCESS_TOKEN") or None,
-            "user": env.get("CVAT_USER") or None, "password": env.get("CVAT_PASSWORD") or None}
+    return {
+        "host": env.get("CVAT_HOST", ""),
+        "access_token": env.get("CVAT_ACCESS_TOKEN") or None,
+        "user": env.get("CVAT_USER") or None,
+        "password": env.get("CVAT_PASSWORD") or None,
+    }
 
 
 def timeouts_from_env(env: Mapping[str, str] | None = None) -> Timeouts:
     env = os.environ if env is None else env
     try:
-        return Timeouts(float(env.get("CVAT_CONNECT_TIMEOUT", Timeouts.connect)),
-                        float(env.get("CVAT_READ_TIMEOUT", Timeouts.read)))
+        return Timeouts(
+            float(env.get("CVAT_CONNECT_TIMEOUT", Timeouts.connect)), float(env.get("CVAT_READ_TIMEOUT", Timeouts.read))
+        )
     except ValueError:
         raise CvatConfigurationError("CVAT_CONNECT_TIMEOUT and CVAT_READ_TIMEOUT must be numbers of seconds") from None
 

@@ -81,8 +81,10 @@ def read_task_objects(client: Client, task_id: int, object_ids: list[int] | None
                 continue
             group = int(track.get("group") or 0)
             key = ("track", group, label["id"]) if group else ("track-id", track["id"], label["id"])
-            keyframes = [dict(s, source=track.get("source", "manual"), label_id=track["label_id"])
-                         for s in sorted(track["shapes"], key=lambda s: s["frame"])]
+            keyframes = [
+                dict(s, source=track.get("source", "manual"), label_id=track["label_id"])
+                for s in sorted(track["shapes"], key=lambda s: s["frame"])
+            ]
             if not keyframes[-1].get("outside") and job.stop + 1 < task.size:
                 # a job's part of a track ends with the job
                 keyframes.append(dict(keyframes[-1], id=0, frame=job.stop + 1, outside=True))
@@ -103,6 +105,7 @@ def read_task_objects(client: Client, task_id: int, object_ids: list[int] | None
 def _one_shape(by_job: dict[int, list[dict]], task: TaskState) -> dict:
     """The frame's shape of an object: from the job whose shapes a person touched most (then the newest),
     several visible shapes of that job merged into one mask."""
+
     def rank(shapes: list[dict]) -> tuple:
         person_first = min(_PERSON_FIRST.get(s.get("source") or "", 0) for s in shapes)
         return person_first, -max(int(s.get("id") or 0) for s in shapes)
@@ -121,8 +124,14 @@ def _one_shape(by_job: dict[int, list[dict]], task: TaskState) -> dict:
 def _moment_from_tags(task: TaskState, annotations: dict[int, dict], object_ids: list[int]) -> dict[str, int] | None:
     """The first chosen object's moment: the span of the automatic tags in its group."""
     for object_id in object_ids:
-        frames = sorted({t["frame"] for data in annotations.values() for t in data.get("tags") or []
-                         if int(t.get("group") or 0) == object_id and t.get("source") == "auto"})
+        frames = sorted(
+            {
+                t["frame"]
+                for data in annotations.values()
+                for t in data.get("tags") or []
+                if int(t.get("group") or 0) == object_id and t.get("source") == "auto"
+            }
+        )
         if frames:
             return {"start_frame": frames[0], "end_frame": frames[-1]}
     return None
@@ -139,8 +148,12 @@ def _track_frames(shapes: list[dict], total: int) -> dict[int, dict]:
         stop = following["frame"] if following is not None else total
         for frame in range(current["frame"], stop):
             points = list(current["points"])
-            if following is not None and frame != current["frame"] and len(following["points"]) == len(points) \
-                    and current["type"] == "polygon":
+            if (
+                following is not None
+                and frame != current["frame"]
+                and len(following["points"]) == len(points)
+                and current["type"] == "polygon"
+            ):
                 t = (frame - current["frame"]) / (following["frame"] - current["frame"])
                 points = [float(a + (b - a) * t) for a, b in zip(current["points"], following["points"], strict=True)]
             frames[frame] = dict(current, frame=frame, points=points, keyframe=frame == current["frame"])
@@ -152,12 +165,30 @@ def task_export(client: Client, task_id: int, object_ids: list[int] | None = Non
     found = read_task_objects(client, task_id, object_ids)
     task, objects = found.task, []
     for obj in found.objects:
-        frames = _track_frames(list(obj.shapes.values()), task.size) if obj.track else {
-            f: dict(s, keyframe=True) for f, s in obj.shapes.items()}
-        shapes = {f: Shape(f, s["type"], list(s["points"]), bool(s.get("keyframe")), bool(s.get("outside")),
-                           float(s.get("score", 1.0))) for f, s in frames.items()}
-        attributes = {f: {obj.attribute_names[a["spec_id"]]: str(a["value"]) for a in s.get("attributes", [])
-                          if a["spec_id"] in obj.attribute_names} for f, s in frames.items()}
+        frames = (
+            _track_frames(list(obj.shapes.values()), task.size)
+            if obj.track
+            else {f: dict(s, keyframe=True) for f, s in obj.shapes.items()}
+        )
+        shapes = {
+            f: Shape(
+                f,
+                s["type"],
+                list(s["points"]),
+                bool(s.get("keyframe")),
+                bool(s.get("outside")),
+                float(s.get("score", 1.0)),
+            )
+            for f, s in frames.items()
+        }
+        attributes = {
+            f: {
+                obj.attribute_names[a["spec_id"]]: str(a["value"])
+                for a in s.get("attributes", [])
+                if a["spec_id"] in obj.attribute_names
+            }
+            for f, s in frames.items()
+        }
         objects.append(ExportObject(obj.object_id, obj.label, obj.prompt, obj.track, shapes, attributes))
     prompt = next((o.prompt for o in objects if o.prompt), "")
     return ExportSet(task.width, task.height, task.size, task.frame_names, objects, prompt, found.moment)

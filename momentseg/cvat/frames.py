@@ -20,8 +20,9 @@ from momentseg.errors import InvalidInputError, plain_reason
 from momentseg.video import DEFAULT_FPS, FrameSource
 
 
-def select_frames(size: int, deleted: set[int], start: int | None = None, stop: int | None = None,
-                  step: int | None = None) -> list[int]:
+def select_frames(
+    size: int, deleted: set[int], start: int | None = None, stop: int | None = None, step: int | None = None
+) -> list[int]:
     """Task frame numbers in [start, stop] (inclusive) every ``step``, deleted frames left out."""
     start = 0 if start is None else start
     stop = size - 1 if stop is None else stop
@@ -86,9 +87,17 @@ class TaskFrames(FrameSource):
     """Selected frames of a CVAT task, fetched chunk by chunk as they are visited; decoded chunks are kept
     up to ``cache_bytes`` (least recently used first out)."""
 
-    def __init__(self, client: Client, task_id: int, start: int | None = None, stop: int | None = None,
-                 step: int | None = None, fps: float | None = None, numbers: list[int] | None = None,
-                 cache_bytes: int = 256 * 2**20):
+    def __init__(
+        self,
+        client: Client,
+        task_id: int,
+        start: int | None = None,
+        stop: int | None = None,
+        step: int | None = None,
+        fps: float | None = None,
+        numbers: list[int] | None = None,
+        cache_bytes: int = 256 * 2**20,
+    ):
         api = client.api_client.tasks_api
         with cvat_errors(f"task {task_id}"):
             # plain JSON: cvat-sdk's models may not match an older server's answers field for field
@@ -110,11 +119,16 @@ class TaskFrames(FrameSource):
         per_frame = len(frames) == size and not self.is_video
         # a video has no frame files: its frames are named as DAVIS/YouTube-VOS name theirs
         self.names = [frames[n]["name"] if per_frame else f"{n:05d}" for n in self.numbers]
-        sizes = {(frames[n]["height"], frames[n]["width"]) for n in self.numbers} if per_frame else {
-            (frames[0]["height"], frames[0]["width"])}
+        sizes = (
+            {(frames[n]["height"], frames[n]["width"]) for n in self.numbers}
+            if per_frame
+            else {(frames[0]["height"], frames[0]["width"])}
+        )
         if len(sizes) > 1:
-            raise InvalidInputError(f"task {task_id} has images of {len(sizes)} different sizes; "
-                                    "MomentSeg needs a video or images of one size")
+            raise InvalidInputError(
+                f"task {task_id} has images of {len(sizes)} different sizes; "
+                "MomentSeg needs a video or images of one size"
+            )
         self._size = sizes.pop()
         self.fps = fps or DEFAULT_FPS
         self.requests = 0
@@ -134,14 +148,16 @@ class TaskFrames(FrameSource):
             return self._cache[index]
         with cvat_errors(f"chunk {index} of task {self.task_id}"):
             _, response = self.client.api_client.tasks_api.retrieve_data(
-                self.task_id, type="chunk", number=index, quality="original", _parse_response=False)
+                self.task_id, type="chunk", number=index, quality="original", _parse_response=False
+            )
             data = response.data
         self.requests += 1
         try:
             frames = decode_video_chunk(data) if self.is_video else decode_image_chunk(data)
         except (av.error.FFmpegError, zipfile.BadZipFile) as error:
-            raise InvalidInputError(f"chunk {index} of task {self.task_id} cannot be decoded "
-                                    f"({plain_reason(error)})") from None
+            raise InvalidInputError(
+                f"chunk {index} of task {self.task_id} cannot be decoded ({plain_reason(error)})"
+            ) from None
         self._cache[index] = frames
         # the newest chunk always stays; older ones go once the cache holds more than cache_bytes
         while len(self._cache) > 1 and sum(f.nbytes for c in self._cache.values() for f in c) > self._cache_bytes:
@@ -153,11 +169,14 @@ class TaskFrames(FrameSource):
         chunk = self._chunk(number // self.chunk_size)
         offset = number % self.chunk_size
         if offset >= len(chunk):
-            raise InvalidInputError(f"chunk {number // self.chunk_size} of task {self.task_id} holds {len(chunk)} "
-                                    f"frames; frame {number} is missing from it")
+            raise InvalidInputError(
+                f"chunk {number // self.chunk_size} of task {self.task_id} holds {len(chunk)} "
+                f"frames; frame {number} is missing from it"
+            )
         frame = chunk[offset]
         if frame.shape[:2] != self._size:
-            raise InvalidInputError(f"frame {number} of task {self.task_id} is {frame.shape[1]}x{frame.shape[0]}, "
-                                    f"the task says {self._size[1]}x{self._size[0]}")
+            raise InvalidInputError(
+                f"frame {number} of task {self.task_id} is {frame.shape[1]}x{frame.shape[0]}, "
+                f"the task says {self._size[1]}x{self._size[0]}"
+            )
         return frame
-

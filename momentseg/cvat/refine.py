@@ -73,19 +73,31 @@ def _object_shapes(task: TaskState, annotations: dict[int, dict], object_id: int
     return [o for o in found if not tool_labels or o.shape["label_id"] in tool_labels]
 
 
-def refine_object(client: Client, task_id: int, object_id: int, run: Runner, *, prompt: str | None = None,
-                  progress: Progress | None = None) -> RefineSummary:
+def refine_object(
+    client: Client,
+    task_id: int,
+    object_id: int,
+    run: Runner,
+    *,
+    prompt: str | None = None,
+    progress: Progress | None = None,
+) -> RefineSummary:
     """Re-run the model with a person's masks of the object as BAP anchors (S^p = 1), then replace only the
     tool's own untouched shapes of it, by id: each is re-read just before writing and left alone when anything
     in it changed meanwhile. A shape a person deleted stays deleted; a model that finds nothing changes nothing."""
     started = time.perf_counter()
     task = read_task(client, task_id)
     annotations = read_job_annotations(client, task)
-    if any(int(t.get("group") or 0) == object_id and t.get("source") != "manual"
-           for data in annotations.values() for t in data.get("tracks") or []):
-        raise InvalidInputError(f"object {object_id} of task {task_id} is a polygon track: CVAT keeps one source "
-                                "for a whole track, so refine cannot tell a person's keyframes from the tool's; "
-                                "annotate with masks to refine")
+    if any(
+        int(t.get("group") or 0) == object_id and t.get("source") != "manual"
+        for data in annotations.values()
+        for t in data.get("tracks") or []
+    ):
+        raise InvalidInputError(
+            f"object {object_id} of task {task_id} is a polygon track: CVAT keeps one source "
+            "for a whole track, so refine cannot tell a person's keyframes from the tool's; "
+            "annotate with masks to refine"
+        )
     shapes = _object_shapes(task, annotations, object_id)
     if not shapes:
         raise InvalidInputError(f"task {task_id} has no object {object_id} (no shape in group {object_id})")
@@ -98,22 +110,34 @@ def refine_object(client: Client, task_id: int, object_id: int, run: Runner, *, 
     prompts = (attribute_value(o.shape, names, PROMPT_ATTRIBUTE) for o in shapes)
     object_prompt = prompt or next((p for p in prompts if p), None)
     if not object_prompt:
-        raise InvalidInputError(f"the prompt of object {object_id} is unknown (its label has no 'prompt' "
-                                "attribute): pass --prompt")
+        raise InvalidInputError(
+            f"the prompt of object {object_id} is unknown (its label has no 'prompt' attribute): pass --prompt"
+        )
     person = [o for o in shapes if o.shape.get("source") != "auto"]
     own = [o for o in tool if is_tool_shape(o.shape, names)]
     touched = [o for o in tool if not is_tool_shape(o.shape, names)]
     anchors = _anchors(person, task)
     numbers = _refine_frames(task, records, shapes, anchors)
 
-    response = run({"id": task_id, "numbers": numbers}, object_prompt, [
-        {"frame": frame, "mask": to_cvat_rle(mask)} for frame, mask in sorted(anchors.items())])
+    response = run(
+        {"id": task_id, "numbers": numbers},
+        object_prompt,
+        [{"frame": frame, "mask": to_cvat_rle(mask)} for frame, mask in sorted(anchors.items())],
+    )
     link = task_link(client, task_id)
     kept = sorted({o.shape["frame"] for o in person + touched})
     if not response.get("tracks"):
-        return RefineSummary(task_id, object_id, sorted(anchors), kept, [], {"created": 0, "updated": 0, "deleted": 0},
-                             link, round(time.perf_counter() - started, 2),
-                             ["the model found nothing: the task is unchanged"])
+        return RefineSummary(
+            task_id,
+            object_id,
+            sorted(anchors),
+            kept,
+            [],
+            {"created": 0, "updated": 0, "deleted": 0},
+            link,
+            round(time.perf_counter() - started, 2),
+            ["the model found nothing: the task is unchanged"],
+        )
 
     # re-read just before writing: what changed since the first read is a person's
     job_ids = sorted({o.job_id for o in shapes} | set(_jobs_overlapping(task, numbers)))
@@ -127,10 +151,27 @@ def refine_object(client: Client, task_id: int, object_id: int, run: Runner, *, 
     written_before = _written(records)
     shapes_by_frame = {s["frame"]: s for s in response["tracks"][0]["shapes"] if not s["outside"]}
     keyframes, center = set(response.get("keyframes") or []), response.get("center_frame")
-    record = Record(numbers[0], numbers[-1], frame_step(numbers),
-                    None if written_before is None else written_before | frozenset(shapes_by_frame))
-    plan, notes = _refine_plan(task, label, object_id, object_prompt, numbers, shapes_by_frame, keyframes, center,
-                               record, unchanged, person + touched + newcomers, fresh_shapes, written_before)
+    record = Record(
+        numbers[0],
+        numbers[-1],
+        frame_step(numbers),
+        None if written_before is None else written_before | frozenset(shapes_by_frame),
+    )
+    plan, notes = _refine_plan(
+        task,
+        label,
+        object_id,
+        object_prompt,
+        numbers,
+        shapes_by_frame,
+        keyframes,
+        center,
+        record,
+        unchanged,
+        person + touched + newcomers,
+        fresh_shapes,
+        written_before,
+    )
     writer = JobWriter(client, task_id, progress)
     try:
         writer.write(plan)
@@ -141,11 +182,21 @@ def refine_object(client: Client, task_id: int, object_id: int, run: Runner, *, 
             f"updated and {writer.counts['deleted']} deleted in the requests CVAT confirmed; the failed request "
             f"({writer.in_flight}) may or may not have been applied; "
             + (f"new shapes left: {left}" if left else "no new shape is left")
-            + "; every shape of a person is untouched: run refine again to finish") from error
+            + "; every shape of a person is untouched: run refine again to finish"
+        ) from error
     if changed:
         notes.append(f"frames {format_ranges(changed)} changed while the model ran: left as they are")
-    return RefineSummary(task_id, object_id, sorted(anchors), kept, changed, dict(writer.counts), link,
-                         round(time.perf_counter() - started, 2), notes)
+    return RefineSummary(
+        task_id,
+        object_id,
+        sorted(anchors),
+        kept,
+        changed,
+        dict(writer.counts),
+        link,
+        round(time.perf_counter() - started, 2),
+        notes,
+    )
 
 
 def _written(records: list[tuple[str, Record]]) -> frozenset[int] | None:
@@ -172,8 +223,9 @@ def _anchors(person: list[_ObjectShape], task: TaskState) -> dict[int, np.ndarra
     return {frame: mask for frame, mask in anchors.items() if mask.any()}
 
 
-def _refine_frames(task: TaskState, records: list[tuple[str, Record]], shapes: list[_ObjectShape],
-                   anchors: dict[int, np.ndarray]) -> list[int]:
+def _refine_frames(
+    task: TaskState, records: list[tuple[str, Record]], shapes: list[_ObjectShape], anchors: dict[int, np.ndarray]
+) -> list[int]:
     """The frames annotate processed (from its record), else the span of the object's jobs; plus the anchors."""
     if records:
         record = records[0][1]
@@ -184,10 +236,21 @@ def _refine_frames(task: TaskState, records: list[tuple[str, Record]], shapes: l
     return sorted((frames | set(anchors)) - task.deleted)
 
 
-def _refine_plan(task: TaskState, label: dict, group: int, prompt: str, numbers: list[int],
-                 shapes_by_frame: dict[int, dict], keyframes: set[int], center: int | None, record: Record,
-                 own: list[_ObjectShape], others: list[_ObjectShape], fresh: list[_ObjectShape],
-                 written_before: frozenset[int] | None) -> tuple[dict, list[str]]:
+def _refine_plan(
+    task: TaskState,
+    label: dict,
+    group: int,
+    prompt: str,
+    numbers: list[int],
+    shapes_by_frame: dict[int, dict],
+    keyframes: set[int],
+    center: int | None,
+    record: Record,
+    own: list[_ObjectShape],
+    others: list[_ObjectShape],
+    fresh: list[_ObjectShape],
+    written_before: frozenset[int] | None,
+) -> tuple[dict, list[str]]:
     """Per job and frame: a person's shape wins; the tool's own untouched shape is updated to the new mask
     (or deleted where the object is gone); a frame with no shape gets one only where the tool never wrote."""
     plan: dict[str, dict[int, dict[str, list[dict]]]] = {"create": {}, "update": {}, "delete": {}}
@@ -221,13 +284,18 @@ def _refine_plan(task: TaskState, label: dict, group: int, prompt: str, numbers:
                     add("delete", job.id, extra)
             elif result is not None and key not in present:
                 if written_before is not None and frame not in written_before:
-                    add("create", job.id, mask_shape(label, group, prompt, result,
-                                                      mcs_role(frame, keyframes, center), record))
+                    add(
+                        "create",
+                        job.id,
+                        mask_shape(label, group, prompt, result, mcs_role(frame, keyframes, center), record),
+                    )
                 else:
                     skipped_new += 1
     notes = []
     if skipped_new:
-        notes.append(f"{skipped_new} frames without a shape of the object were left empty: the tool wrote there "
-                     "before and a person removed it" + ("" if written_before is not None else
-                                                         ", or the label has no 'momentseg' attribute to tell"))
+        notes.append(
+            f"{skipped_new} frames without a shape of the object were left empty: the tool wrote there "
+            "before and a person removed it"
+            + ("" if written_before is not None else ", or the label has no 'momentseg' attribute to tell")
+        )
     return {action: jobs for action, jobs in plan.items() if jobs}, notes

@@ -27,13 +27,25 @@ class FunctionError(CvatError):
     code = "function_error"
 
 
-def local_runner(client: Client, pipeline: MomentSegPipeline, options: SegmentOptions, fps: float | None = None,
-                 progress: Progress | None = None) -> Runner:
+def local_runner(
+    client: Client,
+    pipeline: MomentSegPipeline,
+    options: SegmentOptions,
+    fps: float | None = None,
+    progress: Progress | None = None,
+) -> Runner:
     """Read the task's frames by chunk with cvat-sdk and run the pipeline in this process."""
 
     def run(selection: dict[str, Any], prompt: str, anchors: list[dict[str, Any]]) -> dict[str, Any]:
-        frames = TaskFrames(client, selection["id"], selection.get("frame_start"), selection.get("frame_stop"),
-                            selection.get("frame_step"), fps=fps, numbers=selection.get("numbers"))
+        frames = TaskFrames(
+            client,
+            selection["id"],
+            selection.get("frame_start"),
+            selection.get("frame_stop"),
+            selection.get("frame_step"),
+            fps=fps,
+            numbers=selection.get("numbers"),
+        )
         height, width = frames.size
         index = {number: i for i, number in enumerate(frames.numbers)}
         human = {index[a["frame"]]: from_cvat_rle(a["mask"], width, height) for a in anchors if a["frame"] in index}
@@ -68,8 +80,14 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
 _NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
 
 
-def function_runner(url: str, options: SegmentOptions, fps: float | None = None, timeout: float = 3600,
-                    progress: Progress | None = None, poll_s: float = 1.0) -> Runner:
+def function_runner(
+    url: str,
+    options: SegmentOptions,
+    fps: float | None = None,
+    timeout: float = 3600,
+    progress: Progress | None = None,
+    poll_s: float = 1.0,
+) -> Runner:
     """Send the video-level request (task mode) to the function at ``url``; it reads the frames itself and
     runs with every option as given here (its own defaults play no part).
 
@@ -97,8 +115,9 @@ def function_runner(url: str, options: SegmentOptions, fps: float | None = None,
             raise FunctionError(f"the function at {redact_url(url)} answered {error.code}: {message}") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
             reason = getattr(error, "reason", error)
-            raise FunctionError(f"the function at {redact_url(url)} cannot be reached "
-                                f"({type(reason).__name__})") from None
+            raise FunctionError(
+                f"the function at {redact_url(url)} cannot be reached ({type(reason).__name__})"
+            ) from None
 
     def run(selection: dict[str, Any], prompt: str, anchors: list[dict[str, Any]]) -> dict[str, Any]:
         body = {"prompt": prompt, "task": task_request(selection), "anchors": anchors, **request_options(options)}
@@ -116,8 +135,9 @@ def function_runner(url: str, options: SegmentOptions, fps: float | None = None,
                 answer = call("GET", path)[1]
             if answer["state"] != "done":
                 error = answer.get("error") or {}
-                raise FunctionError(f"the function's run {answer['state']}: {error.get('error')}: "
-                                    f"{error.get('message')}")
+                raise FunctionError(
+                    f"the function's run {answer['state']}: {error.get('error')}: {error.get('message')}"
+                )
             return call("GET", path + "/result", wait=timeout)[1]
         except BaseException:
             if answer.get("state") in ("queued", "running"):

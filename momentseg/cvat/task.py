@@ -78,6 +78,7 @@ class PartialWriteError(CvatError):
 
 # --- reading a task ---------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Job:
     id: int
@@ -109,8 +110,10 @@ class TaskState:
     def job(self, job_id: int) -> Job:
         job = next((j for j in self.jobs if j.id == job_id), None)
         if job is None:
-            raise InvalidInputError(f"job {job_id} is not an annotation job of task {self.id} (its jobs: "
-                                    f"{', '.join(str(j.id) for j in self.jobs)})")
+            raise InvalidInputError(
+                f"job {job_id} is not an annotation job of task {self.id} (its jobs: "
+                f"{', '.join(str(j.id) for j in self.jobs)})"
+            )
         return job
 
 
@@ -147,10 +150,21 @@ def read_task(client: Client, task_id: int) -> TaskState:
     is_video = task.get("data_original_chunk_type") == "video"
     frames = meta["frames"]
     names = None if is_video or len(frames) != meta["size"] else [f["name"] for f in frames]
-    annotation_jobs = sorted((Job(j["id"], j["start_frame"], j["stop_frame"]) for j in jobs
-                              if j.get("type", "annotation") == "annotation"), key=lambda j: (j.start, j.id))
-    return TaskState(task_id, meta["size"], frames[0]["width"], frames[0]["height"], names, task.get("project_id"),
-                     annotation_jobs, labels, set(meta.get("deleted_frames") or []))
+    annotation_jobs = sorted(
+        (Job(j["id"], j["start_frame"], j["stop_frame"]) for j in jobs if j.get("type", "annotation") == "annotation"),
+        key=lambda j: (j.start, j.id),
+    )
+    return TaskState(
+        task_id,
+        meta["size"],
+        frames[0]["width"],
+        frames[0]["height"],
+        names,
+        task.get("project_id"),
+        annotation_jobs,
+        labels,
+        set(meta.get("deleted_frames") or []),
+    )
 
 
 def read_job_annotations(client: Client, task: TaskState, jobs: Iterable[Job] | None = None) -> dict[int, dict]:
@@ -164,11 +178,13 @@ def read_job_annotations(client: Client, task: TaskState, jobs: Iterable[Job] | 
 
 def object_groups(annotations: dict[int, dict]) -> set[int]:
     """The group ids the task's annotations use (object ids are unused ones)."""
-    return {int(obj.get("group") or 0) for data in annotations.values() for kind in KINDS
-            for obj in data.get(kind) or []}
+    return {
+        int(obj.get("group") or 0) for data in annotations.values() for kind in KINDS for obj in data.get(kind) or []
+    }
 
 
 # --- the tool's marks on a shape --------------------------------------------------------------------------
+
 
 def attribute_ids(label: dict) -> dict[str, int]:
     return {a["name"]: a["id"] for a in label.get("attributes", [])}
@@ -184,11 +200,22 @@ def attribute_value(obj: dict, names: dict[int, str], name: str) -> str | None:
 
 def shape_digest(shape: dict, names: dict[int, str]) -> str:
     """A digest of every field of a shape a person can change (everything but ``score`` and the check itself)."""
-    content = [int(shape["frame"]), str(shape["type"]), [round(float(p), 2) for p in shape["points"]],
-               bool(shape.get("occluded")), bool(shape.get("outside")), int(shape.get("z_order") or 0),
-               round(float(shape.get("rotation") or 0), 2), int(shape["label_id"]), int(shape.get("group") or 0),
-               sorted((int(a["spec_id"]), str(a["value"])) for a in shape.get("attributes", [])
-                      if names.get(a["spec_id"]) != CHECK_ATTRIBUTE)]
+    content = [
+        int(shape["frame"]),
+        str(shape["type"]),
+        [round(float(p), 2) for p in shape["points"]],
+        bool(shape.get("occluded")),
+        bool(shape.get("outside")),
+        int(shape.get("z_order") or 0),
+        round(float(shape.get("rotation") or 0), 2),
+        int(shape["label_id"]),
+        int(shape.get("group") or 0),
+        sorted(
+            (int(a["spec_id"]), str(a["value"]))
+            for a in shape.get("attributes", [])
+            if names.get(a["spec_id"]) != CHECK_ATTRIBUTE
+        ),
+    ]
     return hashlib.sha256(json.dumps(content).encode()).hexdigest()[:16]
 
 
@@ -212,8 +239,9 @@ class Record:
             digest, span, written = (text or "").split(" ")
             first_last, _, step = span.partition(":")
             first, _, last = first_last.partition("-")
-            return digest, cls(int(first), int(last), int(step), None if written == "?" else
-                               frozenset(parse_ranges(written)))
+            return digest, cls(
+                int(first), int(last), int(step), None if written == "?" else frozenset(parse_ranges(written))
+            )
         except ValueError:
             return None
 
@@ -227,8 +255,12 @@ def is_tool_shape(shape: dict, names: dict[int, str]) -> bool:
         parsed = Record.parse(check)
         return parsed is not None and parsed[0] == shape_digest(shape, names)
     # written before the label had the attribute: the fields the tool always writes
-    return (not shape.get("occluded") and not shape.get("outside") and not shape.get("z_order")
-            and not shape.get("rotation"))
+    return (
+        not shape.get("occluded")
+        and not shape.get("outside")
+        and not shape.get("z_order")
+        and not shape.get("rotation")
+    )
 
 
 def _with_check(shape: dict, label: dict, record: Record) -> dict:
@@ -250,15 +282,28 @@ def mcs_role(frame: int, keyframes: set[int], center: int | None) -> str:
 
 
 def mask_shape(label: dict, group: int, prompt: str, shape: dict, role: str, record: Record) -> dict:
-    body = {"type": "mask", "frame": int(shape["frame"]), "label_id": label["id"], "group": group, "source": "auto",
-            "score": float(shape["score"]), "occluded": False, "outside": False, "z_order": 0, "rotation": 0.0,
-            "points": [float(p) for p in shape["points"]], "elements": [],
-            "attributes": attribute_values(label, {OBJECT_ATTRIBUTE: str(group), PROMPT_ATTRIBUTE: prompt,
-                                              MCS_ATTRIBUTE: role})}
+    body = {
+        "type": "mask",
+        "frame": int(shape["frame"]),
+        "label_id": label["id"],
+        "group": group,
+        "source": "auto",
+        "score": float(shape["score"]),
+        "occluded": False,
+        "outside": False,
+        "z_order": 0,
+        "rotation": 0.0,
+        "points": [float(p) for p in shape["points"]],
+        "elements": [],
+        "attributes": attribute_values(
+            label, {OBJECT_ATTRIBUTE: str(group), PROMPT_ATTRIBUTE: prompt, MCS_ATTRIBUTE: role}
+        ),
+    }
     return _with_check(body, label, record)
 
 
 # --- writing: per job, in bounded requests, undone on failure ---------------------------------------------
+
 
 def _batches(objects: dict[str, list[dict]]) -> list[dict[str, list[dict]]]:
     """Request bodies of at most MAX_REQUEST_BYTES (a single larger object goes alone)."""
@@ -291,13 +336,21 @@ class JobWriter:
 
     def _patch(self, action: str, job_id: int, body: dict[str, list[dict]]) -> dict:
         with cvat_errors(f"writing to job {job_id} of task {self.task_id}"):
-            return api_json(self.client.api_client.jobs_api.partial_update_annotations, action, job_id,
-                         patched_labeled_data_request=api_request(self.client, models.PatchedLabeledDataRequest, body))
+            return api_json(
+                self.client.api_client.jobs_api.partial_update_annotations,
+                action,
+                job_id,
+                patched_labeled_data_request=api_request(self.client, models.PatchedLabeledDataRequest, body),
+            )
 
     def write(self, plan: dict[str, dict[int, dict[str, list[dict]]]]) -> None:
         """``plan[action][job_id][kind]`` → requests: creates, then updates, then deletes."""
-        requests = [(action, job_id, batch) for action in ("create", "update", "delete")
-                    for job_id, objects in plan.get(action, {}).items() for batch in _batches(objects)]
+        requests = [
+            (action, job_id, batch)
+            for action in ("create", "update", "delete")
+            for job_id, objects in plan.get(action, {}).items()
+            for batch in _batches(objects)
+        ]
         for done, (action, job_id, batch) in enumerate(requests):
             self.progress("writing", done, len(requests))
             self.in_flight = f"{action} of {sum(len(batch[kind]) for kind in KINDS)} objects in job {job_id}"
@@ -307,7 +360,8 @@ class JobWriter:
                 for kind in KINDS:
                     kept[kind] += answer.get(kind) or []
             self.counts[{"create": "created", "update": "updated", "delete": "deleted"}[action]] += sum(
-                len(batch[kind]) for kind in KINDS)
+                len(batch[kind]) for kind in KINDS
+            )
         self.progress("writing", len(requests), len(requests))
 
     def undo_creates(self) -> str:

@@ -17,6 +17,20 @@ from momentseg.cvat.task import (
     read_task,
 )
 
-__all__ = ["AnnotateSummary", "LabelMissingError", "NothingFoundError", "ObjectExistsError", "PartialWriteError",
-           "Progress", "RefineSummary", "Runner", "annotate_task", "object_groups", "read_job_annotations",
-           "read_task", "read_task_objects", "refine_object", "task_export"]
+__all__ = [
+    "AnnotateSummary",
+    "LabelMissingError",
+    "NothingFoundError",
+    "ObjectExistsError",
+    "PartialWriteError",
+    "Progress",
+    "RefineSummary",
+    "Runner",
+    "annotate_task",
+    "object_groups",
+    "read_job_annotations",
+    "read_task",
+    "read_task_objects",
+    "refine_object",
+    "task_export",
+]

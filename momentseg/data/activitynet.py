@@ -37,6 +37,7 @@ def read(root: Path, split: str) -> list[GroundingEntry]:
             if start >= end:
                 continue  # 2D-TAN drops these too: they carry no moment
             sentence = sentence.strip().rstrip(".").strip()
-            entries.append(GroundingEntry(KIND, video_id, sentence, start, end, duration,
-                                          video_opener(video, f"{where}[{index}]")))
+            entries.append(
+                GroundingEntry(KIND, video_id, sentence, start, end, duration, video_opener(video, f"{where}[{index}]"))
+            )
     return entries

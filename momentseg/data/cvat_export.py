@@ -85,9 +85,20 @@ def _read_coco(path: Path, data: dict) -> list[ReferringEntry]:
         objects.setdefault(key, {})[index_of[annotation["image_id"]]] = annotation["segmentation"]
         prompts.setdefault(key, str(attributes.get("prompt") or prompt))
     names = tuple(Path(f).stem for f in files)
-    return [ReferringEntry(KIND, path.stem, key, prompts[key], names, _opener(files, where),
-                           _loader(frames, size, f"{where}[{key}]"), moment=moment, fps=FPS)
-            for key, frames in sorted(objects.items())]
+    return [
+        ReferringEntry(
+            KIND,
+            path.stem,
+            key,
+            prompts[key],
+            names,
+            _opener(files, where),
+            _loader(frames, size, f"{where}[{key}]"),
+            moment=moment,
+            fps=FPS,
+        )
+        for key, frames in sorted(objects.items())
+    ]
 
 
 def _read_youtube_vis(path: Path, data: dict) -> list[ReferringEntry]:
@@ -103,10 +114,19 @@ def _read_youtube_vis(path: Path, data: dict) -> list[ReferringEntry]:
         size = (int(video["height"]), int(video["width"]))
         segmentations = dict(enumerate(annotation["segmentations"]))
         text = str(annotation.get("prompt") or prompt)
-        entries.append(ReferringEntry(
-            KIND, str(video["name"]), str(annotation["id"]), text, tuple(Path(f).stem for f in files),
-            _opener(files, where), _loader(segmentations, size, f"{where}[{annotation['id']}]"), moment=moment,
-            fps=FPS))
+        entries.append(
+            ReferringEntry(
+                KIND,
+                str(video["name"]),
+                str(annotation["id"]),
+                text,
+                tuple(Path(f).stem for f in files),
+                _opener(files, where),
+                _loader(segmentations, size, f"{where}[{annotation['id']}]"),
+                moment=moment,
+                fps=FPS,
+            )
+        )
     return entries
 
 

@@ -37,19 +37,23 @@ class MaskDict:
             if rles is None:
                 raise DataError(f"{entry}: annotation {anno_id} is missing from '{self.path}'")
             if index >= len(rles):
-                raise DataError(f"{entry}: annotation {anno_id} in '{self.path}' has {len(rles)} frames, "
-                                f"frame {index} was asked for")
+                raise DataError(
+                    f"{entry}: annotation {anno_id} in '{self.path}' has {len(rles)} frames, "
+                    f"frame {index} was asked for"
+                )
             if rles[index] is not None:
                 decoded = from_coco_rle(rles[index])
                 if decoded.shape != size:
                     raise DataError(
-                        f"{entry}: annotation {anno_id} frame {index} is {decoded.shape}, the frame is {size}")
+                        f"{entry}: annotation {anno_id} frame {index} is {decoded.shape}, the frame is {size}"
+                    )
                 mask |= decoded
         return mask
 
 
-def read_expressions(dataset: str, meta_path: Path, image_root: Path, mask_dict: MaskDict | None,
-                     fps: float = FPS) -> list[ReferringEntry]:
+def read_expressions(
+    dataset: str, meta_path: Path, image_root: Path, mask_dict: MaskDict | None, fps: float = FPS
+) -> list[ReferringEntry]:
     """Entries from a MeViS-style ``meta_expressions.json`` (shared with ReVOS)."""
     meta = read_json(meta_path, dataset)
     if "videos" not in meta:
@@ -72,10 +76,19 @@ def read_expressions(dataset: str, meta_path: Path, image_root: Path, mask_dict:
                 if anno_ids is None:
                     raise DataError(f"{entry}: 'anno_id' missing (needed with {mask_dict.path.name})")
                 load_mask = _mask_loader(mask_dict, list(anno_ids), opener, entry)
-            entries.append(ReferringEntry(
-                dataset, video_id, str(exp_id), str(expression["exp"]).strip(), names, opener, load_mask,
-                type_id=expression.get("type_id"), fps=fps,
-            ))
+            entries.append(
+                ReferringEntry(
+                    dataset,
+                    video_id,
+                    str(exp_id),
+                    str(expression["exp"]).strip(),
+                    names,
+                    opener,
+                    load_mask,
+                    type_id=expression.get("type_id"),
+                    fps=fps,
+                )
+            )
     return entries
 
 
@@ -97,5 +110,9 @@ def _mask_loader(mask_dict: MaskDict, anno_ids, opener, entry):
 def read(root: Path, split: str) -> list[ReferringEntry]:
     folder = root / split
     mask_path = folder / "mask_dict.json"
-    return read_expressions(KIND, folder / "meta_expressions.json", folder / "JPEGImages",
-                            MaskDict(mask_path) if mask_path.exists() else None)
+    return read_expressions(
+        KIND,
+        folder / "meta_expressions.json",
+        folder / "JPEGImages",
+        MaskDict(mask_path) if mask_path.exists() else None,
+    )

@@ -48,8 +48,18 @@ def read(root: Path, split: str) -> list[ReferringEntry]:
                 except (KeyError, ValueError):
                     raise DataError(f"{entry}: needs an integer 'obj_id'") from None
                 load_mask = _loader(annotations / video_id, names, object_id, entry)
-            entries.append(ReferringEntry(KIND, video_id, str(exp_id), str(expression.get("exp", "")).strip(), names,
-                                          _opener(files, where), load_mask, fps=FPS))
+            entries.append(
+                ReferringEntry(
+                    KIND,
+                    video_id,
+                    str(exp_id),
+                    str(expression.get("exp", "")).strip(),
+                    names,
+                    _opener(files, where),
+                    load_mask,
+                    fps=FPS,
+                )
+            )
     return entries
 
 

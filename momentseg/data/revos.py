@@ -15,5 +15,10 @@ FPS = 6.0
 
 def read(root: Path, split: str) -> list[ReferringEntry]:
     mask_path = root / "mask_dict.json"
-    return read_expressions(KIND, root / f"meta_expressions_{split}_.json", root / "JPEGImages",
-                            MaskDict(mask_path) if mask_path.exists() else None, FPS)
+    return read_expressions(
+        KIND,
+        root / f"meta_expressions_{split}_.json",
+        root / "JPEGImages",
+        MaskDict(mask_path) if mask_path.exists() else None,
+        FPS,
+    )

@@ -36,8 +36,13 @@ import numpy as np
 
 from momentseg.masks import to_coco_rle
 
-COLOURS = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (40, 90, 235), "yellow": (235, 220, 40),
-           "white": (235, 235, 235)}
+COLOURS = {
+    "red": (230, 40, 40),
+    "green": (40, 200, 60),
+    "blue": (40, 90, 235),
+    "yellow": (235, 220, 40),
+    "white": (235, 235, 235),
+}
 SHAPES = ("circle", "square", "triangle")
 SIZES = {"small": 0.7, "big": 1.0}  # share of ``radius``
 ACTIONS = ("moves", "stops", "enters", "bounces", "turns", "appears")
@@ -91,7 +96,7 @@ def draw(frame: np.ndarray, shape: str, colour, centre, radius: float, angle: fl
     if shape == "circle":
         cv2.circle(frame, (round(centre[0]), round(centre[1])), round(radius), colour, -1)
         return
-    corners = ([(-1, -1), (1, -1), (1, 1), (-1, 1)] if shape == "square" else [(0, -1), (-1, 1), (1, 1)])
+    corners = [(-1, -1), (1, -1), (1, 1), (-1, 1)] if shape == "square" else [(0, -1), (-1, 1), (1, 1)]
     theta = np.deg2rad(angle)
     rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
     points = (np.array(corners, float) * radius) @ rotation.T + np.asarray(centre, float)
@@ -124,8 +129,14 @@ def _progress(t: int, moment: tuple[int, int]) -> float:
     return float(np.clip((t - start + 1) / (end - start + 1), 0, 1))
 
 
-def action_track(rng: np.random.Generator, action: str, moment: tuple[int, int], home: np.ndarray,
-                 options: SyntheticOptions, radius: float) -> Track:
+def action_track(
+    rng: np.random.Generator,
+    action: str,
+    moment: tuple[int, int],
+    home: np.ndarray,
+    options: SyntheticOptions,
+    radius: float,
+) -> Track:
     """The object's path when it does ``action`` during ``moment``, starting from ``home``."""
     t, size = options.frames, options.size
     low, high = radius + 1, size - radius - 1
@@ -151,8 +162,12 @@ def action_track(rng: np.random.Generator, action: str, moment: tuple[int, int],
         direction = np.array(DIRECTIONS[name])
         moving = np.cumsum(np.r_[0, [not (moment[0] <= i <= moment[1]) for i in times[1:]]])
         step = (high - low) / max(moving[-1], 1)
-        start = np.array([low if direction[0] > 0 else high if direction[0] < 0 else home[0],
-                          low if direction[1] > 0 else high if direction[1] < 0 else home[1]])
+        start = np.array(
+            [
+                low if direction[0] > 0 else high if direction[0] < 0 else home[0],
+                low if direction[1] > 0 else high if direction[1] < 0 else home[1],
+            ]
+        )
         centres = start + direction * step * moving[:, None]
     elif action == "enters":
         edge = str(rng.choice(list(DIRECTIONS)))
@@ -226,8 +241,14 @@ def _spread_homes(rng: np.random.Generator, radii: list[float], options: Synthet
     best_gap = -np.inf
     for _ in range(50):
         homes = [rng.uniform(r + 1, options.size - r - 1, 2) for r in radii]
-        gap = min((float(np.linalg.norm(a - b)) - ra - rb for i, (a, ra) in enumerate(zip(homes, radii, strict=True))
-                   for b, rb in zip(homes[i + 1:], radii[i + 1:], strict=True)), default=np.inf)
+        gap = min(
+            (
+                float(np.linalg.norm(a - b)) - ra - rb
+                for i, (a, ra) in enumerate(zip(homes, radii, strict=True))
+                for b, rb in zip(homes[i + 1 :], radii[i + 1 :], strict=True)
+            ),
+            default=np.inf,
+        )
         if gap > best_gap:
             best, best_gap = homes, gap
         if gap > 4:
@@ -235,8 +256,9 @@ def _spread_homes(rng: np.random.Generator, radii: list[float], options: Synthet
     return best
 
 
-def _render(tracks: list[Track], colours: list[str], shapes: list[str], radii: list[float],
-            options: SyntheticOptions) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
+def _render(
+    tracks: list[Track], colours: list[str], shapes: list[str], radii: list[float], options: SyntheticOptions
+) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
     """Frames (later objects drawn over earlier ones) and each object's visible mask per frame."""
     frames: list[np.ndarray] = []
     masks: list[list[np.ndarray]] = [[] for _ in tracks]
@@ -299,8 +321,13 @@ def write_split(out: Path, clips: list[Clip], mevis_split: str, charades_split: 
         writer.writerows(durations)
 
 
-def generate(out: str | Path, train_clips: int = 200, test_clips: int = 40, seed: int = 0,
-             options: SyntheticOptions | None = None) -> Path:
+def generate(
+    out: str | Path,
+    train_clips: int = 200,
+    test_clips: int = 40,
+    seed: int = 0,
+    options: SyntheticOptions | None = None,
+) -> Path:
     """Write train (MeViS ``train`` / Charades ``train``) and held-out (``valid_u`` / ``test``) clips; the
     held-out clips come from their own random stream, so they do not change with ``train_clips``."""
     options = options or SyntheticOptions()

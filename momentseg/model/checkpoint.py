@@ -57,8 +57,17 @@ LMM, SAM2, SEG, FIND, IMAGE = "lmm", "sam2", "seg_projector", "find_head", "imag
 EMBEDDING_KEY = "model.language_model.embed_tokens.weight"
 SAM2_PREFIX = "grounding_encoder.sam2_model."
 INDEX_FILE = "model.safetensors.index.json"
-CHECKPOINT_FILES = ["config.json", "*.safetensors", INDEX_FILE, "tokenizer*", "*.txt",
-                    "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt"]
+CHECKPOINT_FILES = [
+    "config.json",
+    "*.safetensors",
+    INDEX_FILE,
+    "tokenizer*",
+    "*.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+]
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 # a shard is re-opened after this many bytes, so the pages it maps stay few while a copy is kept
 REMAP_BYTES = 64 * 2**20
@@ -84,7 +93,7 @@ class Layout:
         """(part, key in the part's module) of a key on disk; None if no rule claims it."""
         for disk_prefix, part, module_prefix in self.rules:
             if disk_key.startswith(disk_prefix):
-                key = module_prefix + disk_key[len(disk_prefix):]
+                key = module_prefix + disk_key[len(disk_prefix) :]
                 return part, key.replace(".g_weight", ".gamma") if part == SAM2 else key
         return None
 
@@ -93,7 +102,7 @@ class Layout:
         rules = sorted((r for r in self.rules if r[1] == part), key=lambda r: -len(r[2]))
         for disk_prefix, _, module_prefix in rules:
             if module_key.startswith(module_prefix):
-                key = disk_prefix + module_key[len(module_prefix):]
+                key = disk_prefix + module_key[len(module_prefix) :]
                 return key.replace(".gamma", ".g_weight") if part == SAM2 else key
         raise KeyError(module_key)
 
@@ -101,9 +110,16 @@ class Layout:
 _COMMON = ((SAM2_PREFIX, SAM2, ""), ("text_hidden_fcs.", SEG, ""))
 OFFICIAL = Layout(
     "official",
-    (("visual.", LMM, "model.visual."), ("lm_head.", LMM, "lm_head."), ("model.", LMM, "model.language_model."),
-     *_COMMON, ("find_hidden_fcs.", FIND, ""), ("img_hidden_fcs.", IMAGE, "")),
-    frozenset({LMM, SAM2, SEG, FIND, IMAGE}), nn.ReLU,
+    (
+        ("visual.", LMM, "model.visual."),
+        ("lm_head.", LMM, "lm_head."),
+        ("model.", LMM, "model.language_model."),
+        *_COMMON,
+        ("find_hidden_fcs.", FIND, ""),
+        ("img_hidden_fcs.", IMAGE, ""),
+    ),
+    frozenset({LMM, SAM2, SEG, FIND, IMAGE}),
+    nn.ReLU,
 )
 SA2VA = Layout("sa2va", (("model.", LMM, ""), *_COMMON), frozenset({LMM, SAM2, SEG}))
 MOMENTSEG = Layout("momentseg", (*SA2VA.rules, ("find_head.", FIND, "")), frozenset({LMM, SAM2, SEG, FIND}), nn.GELU)
@@ -154,8 +170,13 @@ class ModelInfo:
     dtype: str = "float32"
 
     def to_dict(self) -> dict:
-        return {"checkpoint": self.checkpoint, "layout": self.layout, "heads": list(self.heads), "dtype": self.dtype,
-                "sam2": {"config": self.sam2_config, "trunk": self.sam2_trunk, "image_size": self.sam2_image_size}}
+        return {
+            "checkpoint": self.checkpoint,
+            "layout": self.layout,
+            "heads": list(self.heads),
+            "dtype": self.dtype,
+            "sam2": {"config": self.sam2_config, "trunk": self.sam2_trunk, "image_size": self.sam2_image_size},
+        }
 
 
 @dataclass
@@ -179,8 +200,13 @@ class MomentSegModel:
 
     def parts(self) -> dict[str, nn.Module]:
         """The modules by part name, as the checkpoint layouts name them."""
-        parts: dict[str, nn.Module | None] = {LMM: self.lmm.model, SAM2: self.predictor, SEG: self.seg_projector, FIND: self.find_head,
-                 IMAGE: self.image_projector}
+        parts: dict[str, nn.Module | None] = {
+            LMM: self.lmm.model,
+            SAM2: self.predictor,
+            SEG: self.seg_projector,
+            FIND: self.find_head,
+            IMAGE: self.image_projector,
+        }
         return {name: module for name, module in parts.items() if module is not None}
 
 
@@ -227,18 +253,25 @@ def _shard_names(folder: Path) -> dict[str, list[str] | None]:
             raise CheckpointError(f"no safetensors weights in '{folder}' (pickle checkpoints are never loaded)")
         return dict.fromkeys(names)
     weight_map = _read_json(index_path, "weight index").get("weight_map")
-    if not isinstance(weight_map, dict) or not weight_map or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
+    if (
+        not isinstance(weight_map, dict)
+        or not weight_map
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items())
+    ):
         raise CheckpointError(f"'{index_path}' has no weight_map of key → shard file name")
     shards: dict[str, list[str]] = defaultdict(list)
     for key, name in weight_map.items():
         # a shard is a file in this folder: a path, '..' or a drive never is, and is never opened
         if Path(name).name != name or name in (".", "..") or "\\" in name:
-            raise CheckpointError(f"'{index_path}' names '{name}' for '{key}', which is not a file in the checkpoint folder")
+            raise CheckpointError(
+                f"'{index_path}' names '{name}' for '{key}', which is not a file in the checkpoint folder"
+            )
         shards[name].append(key)
     missing = sorted(name for name in shards if not (folder / name).is_file())
     if missing:
-        raise CheckpointError(f"weight shards listed in '{index_path}' are missing from '{folder}': {', '.join(missing)}")
+        raise CheckpointError(
+            f"weight shards listed in '{index_path}' are missing from '{folder}': {', '.join(missing)}"
+        )
     return dict(shards)
 
 
@@ -259,8 +292,9 @@ def _tensor_entries(folder: Path) -> dict[str, TensorEntry]:
                     tensor = handle.get_slice(key)
                     entries[key] = TensorEntry(path, tensor.get_dtype(), tuple(tensor.get_shape()))
         except (SafetensorError, OSError) as error:
-            raise CheckpointError(f"weight file '{path}' cannot be read (truncated, or not safetensors): "
-                                  f"{plain_reason(error)}") from error
+            raise CheckpointError(
+                f"weight file '{path}' cannot be read (truncated, or not safetensors): {plain_reason(error)}"
+            ) from error
     return entries
 
 
@@ -269,7 +303,8 @@ def detect_layout(keys, config: dict) -> Layout:
     if any(k.startswith(("model.model.", "model.lm_head.")) for k in keys):
         return MOMENTSEG if any(k.startswith("find_head.") for k in keys) else SA2VA
     if config.get("model_type") == OFFICIAL_MODEL_TYPE or any(
-            k.startswith(("model.layers.", "visual.", "find_hidden_fcs.")) for k in keys):
+        k.startswith(("model.layers.", "visual.", "find_hidden_fcs.")) for k in keys
+    ):
         return OFFICIAL
     prefixes = sorted({k.split(".")[0] + "." for k in keys})
     raise CheckpointError(
@@ -295,8 +330,9 @@ def _sam2_image_size(layout: Layout, config: dict) -> int:
         raise CheckpointError("config.json's 'momentseg' section is not a JSON object")
     size = section.get("sam2_image_size", OFFICIAL_SAM2_IMAGE_SIZE)
     if isinstance(size, bool) or not isinstance(size, int) or not 64 <= size <= 4096:
-        raise CheckpointError(f"config.json's sam2_image_size must be a whole number of pixels from 64 to 4096, "
-                              f"got {size!r}")
+        raise CheckpointError(
+            f"config.json's sam2_image_size must be a whole number of pixels from 64 to 4096, got {size!r}"
+        )
     return size
 
 
@@ -318,16 +354,20 @@ def plan_checkpoint(checkpoint: str | Path) -> CheckpointPlan:
         else:
             parts[located[0]][located[1]] = disk_key
     if unclaimed:
-        raise CheckpointError(f"unexpected keys outside every known prefix of the {layout.name} layout: "
-                              f"{_listing(sorted(unclaimed))}")
+        raise CheckpointError(
+            f"unexpected keys outside every known prefix of the {layout.name} layout: {_listing(sorted(unclaimed))}"
+        )
     if SAM2 not in parts:
         raise CheckpointError(f"the checkpoint has no SAM2 weights ({SAM2_PREFIX}*)")
     try:
-        sam2 = infer_sam2_variant({k: tensors[d].shape for k, d in parts[SAM2].items()}, _sam2_image_size(layout, config))
+        sam2 = infer_sam2_variant(
+            {k: tensors[d].shape for k, d in parts[SAM2].items()}, _sam2_image_size(layout, config)
+        )
     except Sam2VariantError as error:
         raise CheckpointError(str(error)) from error
-    return CheckpointPlan(folder, str(checkpoint), layout, config, _qwen_config(layout, config), tensors,
-                          dict(parts), sam2)
+    return CheckpointPlan(
+        folder, str(checkpoint), layout, config, _qwen_config(layout, config), tensors, dict(parts), sam2
+    )
 
 
 def load_tokenizer(plan: CheckpointPlan):
@@ -361,8 +401,10 @@ def _build_empty(plan: CheckpointPlan) -> dict[str, nn.Module]:
         raise CheckpointError(f"'{plan.folder}' has no token embedding ({plan.layout.disk_key(LMM, EMBEDDING_KEY)})")
     shape = plan.tensors[embedding].shape
     if shape != (text.vocab_size, text.hidden_size):
-        raise CheckpointError(f"config.json says vocab_size {text.vocab_size} and hidden_size {text.hidden_size}, "
-                              f"but the token embedding {embedding} is {list(shape)}")
+        raise CheckpointError(
+            f"config.json says vocab_size {text.vocab_size} and hidden_size {text.hidden_size}, "
+            f"but the token embedding {embedding} is {list(shape)}"
+        )
     try:
         with init_empty_weights(include_buffers=True):
             language_model = Qwen2_5_VLForConditionalGeneration(plan.qwen_config)
@@ -398,14 +440,20 @@ def _check_keys(plan: CheckpointPlan, modules: dict[str, nn.Module]) -> None:
             elif plan.tensors[on_disk[key]].shape != tuple(tensor.shape):
                 wrong.append(f"{on_disk[key]} {list(plan.tensors[on_disk[key]].shape)} (model: {list(tensor.shape)})")
         unexpected += [disk_key for key, disk_key in on_disk.items() if key not in expected]
-    problems = [f"{label}: {_listing(sorted(keys))}" for label, keys in
-                (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)) if keys]
+    problems = [
+        f"{label}: {_listing(sorted(keys))}"
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong))
+        if keys
+    ]
     if problems:
-        raise CheckpointError(f"'{plan.folder}' does not match the {plan.layout.name} layout's model: " + "; ".join(problems))
+        raise CheckpointError(
+            f"'{plan.folder}' does not match the {plan.layout.name} layout's model: " + "; ".join(problems)
+        )
 
 
-def _read_weights(plan: CheckpointPlan, targets: dict[str, tuple[torch.device, torch.dtype]],
-                  through_bfloat16: bool = False) -> dict[str, dict]:
+def _read_weights(
+    plan: CheckpointPlan, targets: dict[str, tuple[torch.device, torch.dtype]], through_bfloat16: bool = False
+) -> dict[str, dict]:
     """Each tensor copied once from its memory-mapped shard into its part's dtype and device
     (``through_bfloat16``: floating tensors rounded to bfloat16 precision on the way)."""
     where = {disk_key: (part, key) for part, keys in plan.parts.items() for key, disk_key in keys.items()}
@@ -425,8 +473,9 @@ def _read_weights(plan: CheckpointPlan, targets: dict[str, tuple[torch.device, t
                 mapped += tensor.nbytes
                 if through_bfloat16 and tensor.is_floating_point():
                     tensor = tensor.to(torch.bfloat16)
-                state[part][key] = tensor.to(device=device, dtype=dtype if tensor.is_floating_point() else None,
-                                             copy=True)
+                state[part][key] = tensor.to(
+                    device=device, dtype=dtype if tensor.is_floating_point() else None, copy=True
+                )
                 del tensor  # the last reference to the mapped pages before a re-open
         except (SafetensorError, OSError) as error:
             raise CheckpointError(f"weight file '{shard}' cannot be read: {plain_reason(error)}") from error
@@ -442,9 +491,13 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     return DTYPES[dtype]
 
 
-def load_checkpoint(checkpoint: str | Path, device: str | torch.device | None = None,
-                    dtype: str | torch.dtype | None = None, system_prompt: str | None = None,
-                    bfloat16_weights: bool | None = None) -> MomentSegModel:
+def load_checkpoint(
+    checkpoint: str | Path,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    system_prompt: str | None = None,
+    bfloat16_weights: bool | None = None,
+) -> MomentSegModel:
     """Load an official MomentSeg, Sa2VA-Qwen2.5-VL or older MomentSeg checkpoint into the real classes.
 
     The LMM and heads are loaded in ``dtype`` (bfloat16 on CUDA, float32 on CPU by default); SAM2 keeps
@@ -470,15 +523,26 @@ def load_checkpoint(checkpoint: str | Path, device: str | torch.device | None = 
         # buffers built for real (rotary frequencies) follow the weights; the weights are already there
         module.to(device).eval()
     info = ModelInfo(
-        checkpoint=str(checkpoint), layout=plan.layout.name, heads=plan.heads, sam2_config=plan.sam2.config,
-        sam2_image_size=plan.sam2.image_size, sam2_trunk=plan.sam2.trunk, dtype=str(dtype).removeprefix("torch."),
+        checkpoint=str(checkpoint),
+        layout=plan.layout.name,
+        heads=plan.heads,
+        sam2_config=plan.sam2.config,
+        sam2_image_size=plan.sam2.image_size,
+        sam2_trunk=plan.sam2.trunk,
+        dtype=str(dtype).removeprefix("torch."),
     )
     # each part is of the class _build_empty made it of
-    lmm = QwenLMM(cast(Qwen2_5_VLForConditionalGeneration, modules[LMM]), build_processor(tokenizer),
-                  system_prompt=system_prompt)
-    return MomentSegModel(lmm, cast(SegProjector, modules[SEG]), cast("FindHead | None", modules.get(FIND)),
-                          cast(MomentSAM2VideoPredictor, modules[SAM2]), info,
-                          cast("SegProjector | None", modules.get(IMAGE)))
+    lmm = QwenLMM(
+        cast(Qwen2_5_VLForConditionalGeneration, modules[LMM]), build_processor(tokenizer), system_prompt=system_prompt
+    )
+    return MomentSegModel(
+        lmm,
+        cast(SegProjector, modules[SEG]),
+        cast("FindHead | None", modules.get(FIND)),
+        cast(MomentSAM2VideoPredictor, modules[SAM2]),
+        info,
+        cast("SegProjector | None", modules.get(IMAGE)),
+    )
 
 
 def save_checkpoint(model: MomentSegModel, folder: str | Path, layout: str | None = None) -> Path:
@@ -492,7 +556,8 @@ def save_checkpoint(model: MomentSegModel, folder: str | Path, layout: str | Non
     folder.mkdir(parents=True, exist_ok=True)
     state = {
         layout_spec.disk_key(part, key): tensor.detach().to("cpu").contiguous()
-        for part, module in parts.items() if part in layout_spec.required
+        for part, module in parts.items()
+        if part in layout_spec.required
         for key, tensor in module.state_dict().items()
     }
     save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
@@ -522,14 +587,17 @@ def describe_checkpoint(checkpoint: str | Path) -> dict:
             name = ("vision tower" if key.startswith("model.visual.") else "language model") if part == LMM else part
             counts[name] += entry.numel
             dtypes[entry.dtype] += entry.numel
-    special = {token: tokenizer.convert_tokens_to_ids(token)
-               for token in (SEG_TOKEN, FIND_TOKEN, "<p>", "</p>", "<|image_pad|>", "<|video_pad|>")
-               if tokenizer.convert_tokens_to_ids(token) not in (None, tokenizer.unk_token_id)}
+    special = {
+        token: tokenizer.convert_tokens_to_ids(token)
+        for token in (SEG_TOKEN, FIND_TOKEN, "<p>", "</p>", "<|image_pad|>", "<|video_pad|>")
+        if tokenizer.convert_tokens_to_ids(token) not in (None, tokenizer.unk_token_id)
+    }
     total = sum(counts.values())
     sam2_params = counts[SAM2]
     run = [
         "[FIND] head: temporal grounding (similarity curve, moment), moment-centric keyframes"
-        if FIND in plan.layout.required else "no [FIND] head: uniform keyframes, no moment",
+        if FIND in plan.layout.required
+        else "no [FIND] head: uniform keyframes, no moment",
         f"[SEG] head: SAM2 {plan.sam2.version} {plan.sam2.trunk} at {plan.sam2.image_size} px, "
         "bidirectional anchor-updated propagation",
     ]
@@ -543,7 +611,9 @@ def describe_checkpoint(checkpoint: str | Path) -> dict:
         "dtype_on_disk": dict(dtypes),
         "special_tokens": special,
         "vocab_size": text_config(plan.qwen_config).vocab_size,
-        "memory_gb": {name: round(((total - sam2_params) * torch.finfo(d).bits // 8 + sam2_params * 4) / 1e9, 2)
-                      for name, d in DTYPES.items()},
+        "memory_gb": {
+            name: round(((total - sam2_params) * torch.finfo(d).bits // 8 + sam2_params * 4) / 1e9, 2)
+            for name, d in DTYPES.items()
+        },
         "will_run": run,
     }

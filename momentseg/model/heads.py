@@ -15,7 +15,8 @@ class SegProjector(nn.Sequential):
 
     def __init__(self, hidden_size: int, out_dim: int = SAM2_PROMPT_DIM):
         super().__init__(
-            nn.Linear(hidden_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, out_dim), nn.Dropout(0.0))
+            nn.Linear(hidden_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, out_dim), nn.Dropout(0.0)
+        )
 
 
 class FindHead(nn.Sequential):
@@ -27,4 +28,5 @@ class FindHead(nn.Sequential):
 
     def __init__(self, hidden_size: int, out_dim: int = SAM2_PROMPT_DIM, activation: type[nn.Module] = nn.ReLU):
         super().__init__(
-            nn.Linear(hidden_size, hidden_size), activation(), nn.Linear(hidden_size, out_dim), nn.Dropout(0.0))
+            nn.Linear(hidden_size, hidden_size), activation(), nn.Linear(hidden_size, out_dim), nn.Dropout(0.0)
+        )

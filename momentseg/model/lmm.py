@@ -111,15 +111,17 @@ def vision_patches(frames: list[np.ndarray]) -> tuple[np.ndarray, list[int]]:
         stack = np.concatenate([stack, np.repeat(stack[-1:], TEMPORAL_PATCH - stack.shape[0] % TEMPORAL_PATCH, 0)])
     channels, height, width = stack.shape[1:]
     grid_t, grid_h, grid_w = stack.shape[0] // TEMPORAL_PATCH, height // VIT_PATCH, width // VIT_PATCH
-    patches = stack.reshape(grid_t, TEMPORAL_PATCH, channels, grid_h // MERGE, MERGE, VIT_PATCH,
-                            grid_w // MERGE, MERGE, VIT_PATCH)
+    patches = stack.reshape(
+        grid_t, TEMPORAL_PATCH, channels, grid_h // MERGE, MERGE, VIT_PATCH, grid_w // MERGE, MERGE, VIT_PATCH
+    )
     patches = patches.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
     flat = patches.reshape(grid_t * grid_h * grid_w, channels * TEMPORAL_PATCH * VIT_PATCH * VIT_PATCH)
     return np.ascontiguousarray(flat), [grid_t, grid_h, grid_w]
 
 
-def mrope_position_ids(input_ids: torch.Tensor, grids: list[list[int]], vision_token_id: int,
-                       time_scale: float) -> torch.Tensor:
+def mrope_position_ids(
+    input_ids: torch.Tensor, grids: list[list[int]], vision_token_id: int, time_scale: float
+) -> torch.Tensor:
     """M-RoPE position ids [3, 1, L] as transformers 4.51's ``get_rope_index`` computes them.
 
     ``grids`` are the (t, h, w) of the vision blocks in order, all of one kind (``vision_token_id``);
@@ -160,8 +162,12 @@ class QwenLMM:
     ``system_prompt`` None is the official "You are a helpful assistant."; "" leaves the system turn out.
     """
 
-    def __init__(self, model: Qwen2_5_VLForConditionalGeneration, processor: Qwen2_5_VLProcessor,
-                 system_prompt: str | None = None):
+    def __init__(
+        self,
+        model: Qwen2_5_VLForConditionalGeneration,
+        processor: Qwen2_5_VLProcessor,
+        system_prompt: str | None = None,
+    ):
         self.model = model
         self.processor = processor
         self.system_prompt = SYSTEM_PROMPT if system_prompt is None else system_prompt
@@ -190,8 +196,16 @@ class QwenLMM:
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
-    def _answer(self, prompt: str, vision: dict, grids: list[list[int]], vision_token_id: int, time_scale: float,
-                forced_answer: str | None, max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    def _answer(
+        self,
+        prompt: str,
+        vision: dict,
+        grids: list[list[int]],
+        vision_token_id: int,
+        time_scale: float,
+        forced_answer: str | None,
+        max_new_tokens: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
         """Runs the prompt and the answer; returns the prompt's last-layer states [P, H], the answer tokens'
         states as inputs [A, H] and the answer ids (the final token has no state: it is never fed back)."""
         prompt_ids = torch.tensor(self.tokenizer.encode(prompt, add_special_tokens=False))
@@ -203,12 +217,16 @@ class QwenLMM:
             answer_ids = self.tokenizer.encode(forced_answer, add_special_tokens=False)
             ids = torch.cat([prompt_ids, torch.tensor(answer_ids)])
             answer_positions = (torch.arange(len(answer_ids)) + next_position).expand(3, 1, -1)
-            out = language(input_ids=ids[None].to(self.device),
-                           position_ids=torch.cat([positions, answer_positions], dim=2).to(self.device), **vision)
+            out = language(
+                input_ids=ids[None].to(self.device),
+                position_ids=torch.cat([positions, answer_positions], dim=2).to(self.device),
+                **vision,
+            )
             hidden = out.last_hidden_state[0]
-            return hidden[: len(prompt_ids)], hidden[len(prompt_ids):], answer_ids
-        out = language(input_ids=prompt_ids[None].to(self.device), position_ids=positions.to(self.device),
-                       use_cache=True, **vision)
+            return hidden[: len(prompt_ids)], hidden[len(prompt_ids) :], answer_ids
+        out = language(
+            input_ids=prompt_ids[None].to(self.device), position_ids=positions.to(self.device), use_cache=True, **vision
+        )
         prompt_hidden, cache = out.last_hidden_state[0], out.cache
         logits = self.model.lm_head(prompt_hidden[-1])
         answer_ids, answer_hidden = [], []
@@ -217,9 +235,12 @@ class QwenLMM:
             answer_ids.append(token)
             if token in self.stop_token_ids or step == max_new_tokens - 1:
                 break
-            out = language(input_ids=torch.tensor([[token]], device=self.device),
-                           position_ids=torch.full((3, 1, 1), next_position + step, device=self.device),
-                           cache=cache, use_cache=True)
+            out = language(
+                input_ids=torch.tensor([[token]], device=self.device),
+                position_ids=torch.full((3, 1, 1), next_position + step, device=self.device),
+                cache=cache,
+                use_cache=True,
+            )
             cache = out.cache
             answer_hidden.append(out.last_hidden_state[0, -1])
             logits = self.model.lm_head(answer_hidden[-1])
@@ -235,9 +256,17 @@ class QwenLMM:
         return None
 
     @torch.inference_mode()
-    def encode_tsg(self, frames: Iterable[np.ndarray], query: str, *, min_pixels: int = VIDEO_MIN_PIXELS,
-                   max_pixels: int = VIDEO_MAX_PIXELS, style: str = "refvos", force_answer: bool = False,
-                   max_new_tokens: int = MAX_NEW_TOKENS) -> TSGHiddenStates:
+    def encode_tsg(
+        self,
+        frames: Iterable[np.ndarray],
+        query: str,
+        *,
+        min_pixels: int = VIDEO_MIN_PIXELS,
+        max_pixels: int = VIDEO_MAX_PIXELS,
+        style: str = "refvos",
+        force_answer: bool = False,
+        max_new_tokens: int = MAX_NEW_TOKENS,
+    ) -> TSGHiddenStates:
         """TSG pass: the low-resolution video (Qwen video mode) and the [FIND] question (official MM:574-661)."""
         if self.find_token_id is None:
             raise RuntimeError("the tokenizer has no [FIND] token")
@@ -246,25 +275,49 @@ class QwenLMM:
         prompt = find_prompt(query, tokens, style, self.system_prompt)
         vision = {"pixel_values_videos": torch.from_numpy(patches), "video_grid_thw": torch.tensor([grid])}
         time_scale = float(vision_config(self.model.config).tokens_per_second)
-        prompt_hidden, hidden, answer_ids = self._answer(prompt, vision, [grid], self.model.config.video_token_id,
-                                                         time_scale, FIND_ANSWER if force_answer else None,
-                                                         max_new_tokens)
+        prompt_hidden, hidden, answer_ids = self._answer(
+            prompt,
+            vision,
+            [grid],
+            self.model.config.video_token_id,
+            time_scale,
+            FIND_ANSWER if force_answer else None,
+            max_new_tokens,
+        )
         prompt_ids = torch.tensor(self.tokenizer.encode(prompt, add_special_tokens=False))
         video_rows = (prompt_ids == self.model.config.video_token_id).nonzero()[:, 0].to(prompt_hidden.device)
         frame_tokens = prompt_hidden[video_rows].view(grid[0], -1, prompt_hidden.shape[-1])
-        return TSGHiddenStates(self._state_at(answer_ids, hidden, self.find_token_id), frame_tokens,
-                               self.tokenizer.decode(answer_ids))
+        return TSGHiddenStates(
+            self._state_at(answer_ids, hidden, self.find_token_id), frame_tokens, self.tokenizer.decode(answer_ids)
+        )
 
     @torch.inference_mode()
-    def encode_seg(self, keyframes: Iterable[np.ndarray], query: str, *, min_pixels: int = IMAGE_MIN_PIXELS,
-                   max_pixels: int = IMAGE_MAX_PIXELS, style: str = "refvos", force_answer: bool = False,
-                   max_new_tokens: int = MAX_NEW_TOKENS) -> SegHiddenState:
+    def encode_seg(
+        self,
+        keyframes: Iterable[np.ndarray],
+        query: str,
+        *,
+        min_pixels: int = IMAGE_MIN_PIXELS,
+        max_pixels: int = IMAGE_MAX_PIXELS,
+        style: str = "refvos",
+        force_answer: bool = False,
+        max_new_tokens: int = MAX_NEW_TOKENS,
+    ) -> SegHiddenState:
         """RefVOS pass: the keyframes as high-resolution images and the [SEG] question (official MM:673-764)."""
         per_image = [vision_patches([normalized_frame(f, min_pixels, max_pixels)]) for f in keyframes]
         grids = [grid for _, grid in per_image]
         prompt = seg_prompt(query, [t * h * w // (MERGE * MERGE) for t, h, w in grids], style, self.system_prompt)
-        vision = {"pixel_values": torch.from_numpy(np.concatenate([p for p, _ in per_image])),
-                  "image_grid_thw": torch.tensor(grids)}
-        _, hidden, answer_ids = self._answer(prompt, vision, grids, self.model.config.image_token_id, 0.0,
-                                             SEG_ANSWER if force_answer else None, max_new_tokens)
+        vision = {
+            "pixel_values": torch.from_numpy(np.concatenate([p for p, _ in per_image])),
+            "image_grid_thw": torch.tensor(grids),
+        }
+        _, hidden, answer_ids = self._answer(
+            prompt,
+            vision,
+            grids,
+            self.model.config.image_token_id,
+            0.0,
+            SEG_ANSWER if force_answer else None,
+            max_new_tokens,
+        )
         return SegHiddenState(self._state_at(answer_ids, hidden, self.seg_token_id), self.tokenizer.decode(answer_ids))

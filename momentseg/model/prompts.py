@@ -20,13 +20,19 @@ IMAGE = "<image>"
 # the [FIND] question; "<video>" becomes the video's tokens
 FIND_PROMPTS = {
     # RefVOS evaluation (evaluation/dataset/refVOS.py:19): what predict_forward_find_seg is given
-    "refvos": (f"{VIDEO}\nHere is a low-resolution video you can refer to. Can you find the key frames range of "
-               "the text query '{query}' in this video"),
+    "refvos": (
+        f"{VIDEO}\nHere is a low-resolution video you can refer to. Can you find the key frames range of "
+        "the text query '{query}' in this video"
+    ),
     # TSG evaluation (evaluation/dataset/TVG.py:17)
-    "tsg": (f"{VIDEO}\nThis is a low-resolution video. Can you find the key frames range of the text query "
-            "'{query}' in this video?"),
-    "paper": (f"{VIDEO}\n This is a low-resolution video.\nCan you find the key frames range of the text query "
-              "'{query}' in this video?"),
+    "tsg": (
+        f"{VIDEO}\nThis is a low-resolution video. Can you find the key frames range of the text query "
+        "'{query}' in this video?"
+    ),
+    "paper": (
+        f"{VIDEO}\n This is a low-resolution video.\nCan you find the key frames range of the text query "
+        "'{query}' in this video?"
+    ),
 }
 # the [SEG] question; only "<image>" is replaced (by every keyframe's image tokens)
 SEG_PROMPTS = {
@@ -35,9 +41,24 @@ SEG_PROMPTS = {
 }
 # every token the chat template or the vision placeholders use: never accepted inside a user's prompt
 RESERVED_TOKENS = (
-    "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
-    "<|image_pad|>", "<|video_pad|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
-    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", FIND_TOKEN, SEG_TOKEN, "<p>", "</p>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    FIND_TOKEN,
+    SEG_TOKEN,
+    "<p>",
+    "</p>",
 )
 
 
@@ -55,15 +76,19 @@ def image_tokens(counts: list[int]) -> str:
     return "".join("<|vision_start|>" + "<|image_pad|>" * count + "<|vision_end|>" for count in counts)
 
 
-def find_prompt(query: str, video_token_count: int, style: str = "refvos",
-                system_prompt: str | None = SYSTEM_PROMPT) -> str:
+def find_prompt(
+    query: str, video_token_count: int, style: str = "refvos", system_prompt: str | None = SYSTEM_PROMPT
+) -> str:
     """The TSG turn over the low-resolution video (official MM:596-604)."""
-    return chat(FIND_PROMPTS[style].replace(VIDEO, video_tokens(video_token_count)).replace("{query}", query),
-                system_prompt)
+    return chat(
+        FIND_PROMPTS[style].replace(VIDEO, video_tokens(video_token_count)).replace("{query}", query), system_prompt
+    )
 
 
-def seg_prompt(query: str, image_token_counts: list[int], style: str = "refvos",
-               system_prompt: str | None = SYSTEM_PROMPT) -> str:
+def seg_prompt(
+    query: str, image_token_counts: list[int], style: str = "refvos", system_prompt: str | None = SYSTEM_PROMPT
+) -> str:
     """The RefVOS turn over the keyframes as images (official MM:686-707)."""
-    return chat(SEG_PROMPTS[style].replace(IMAGE, image_tokens(image_token_counts)).replace("{query}", query),
-                system_prompt)
+    return chat(
+        SEG_PROMPTS[style].replace(IMAGE, image_tokens(image_token_counts)).replace("{query}", query), system_prompt
+    )

@@ -22,6 +22,7 @@ def vision_config(config: Qwen2_5_VLConfig) -> Qwen2_5_VLVisionConfig:
     """The vision tower's config."""
     vision = config.vision_config
     if not isinstance(vision, Qwen2_5_VLVisionConfig):
-        raise TypeError(f"a Qwen2.5-VL config's vision_config is a {type(vision).__name__}, "
-                        "not a Qwen2_5_VLVisionConfig")
+        raise TypeError(
+            f"a Qwen2.5-VL config's vision_config is a {type(vision).__name__}, not a Qwen2_5_VLVisionConfig"
+        )
     return vision

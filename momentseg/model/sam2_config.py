@@ -56,14 +56,25 @@ class Sam2Variant:
         return match.group(1)
 
     def to_dict(self) -> dict:
-        return {"config": self.config, "version": self.version, "trunk": self.trunk, "image_size": self.image_size,
-                "embed_dim": self.embed_dim, "num_heads": self.num_heads, "stages": list(self.stages),
-                "global_att_blocks": list(self.global_att_blocks), "window_spec": list(self.window_spec)}
+        return {
+            "config": self.config,
+            "version": self.version,
+            "trunk": self.trunk,
+            "image_size": self.image_size,
+            "embed_dim": self.embed_dim,
+            "num_heads": self.num_heads,
+            "stages": list(self.stages),
+            "global_att_blocks": list(self.global_att_blocks),
+            "window_spec": list(self.window_spec),
+        }
 
 
 def _hiera_defaults() -> dict:
-    return {name: p.default for name, p in inspect.signature(Hiera.__init__).parameters.items()
-            if p.default is not inspect.Parameter.empty}
+    return {
+        name: p.default
+        for name, p in inspect.signature(Hiera.__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
 
 
 def project_config_file(config: str):
@@ -75,12 +86,14 @@ def project_config_file(config: str):
 def _config_files(version: str):
     """(config name, file) of every SAM2 config of ``version``: sam2's packaged ones, then this project's."""
     packaged = resources.files("sam2").joinpath(PACKAGED_CONFIG_DIRS[version])
-    yield from ((f"{PACKAGED_CONFIG_DIRS[version]}/{e.name}", e)
-                for e in sorted(packaged.iterdir(), key=lambda e: e.name))
+    yield from (
+        (f"{PACKAGED_CONFIG_DIRS[version]}/{e.name}", e) for e in sorted(packaged.iterdir(), key=lambda e: e.name)
+    )
     if version == "2.0":
         own = resources.files("momentseg").joinpath(PROJECT_CONFIG_DIR)
-        yield from ((f"{PROJECT_CONFIG_PREFIX}sam2_configs/{e.name}", e)
-                    for e in sorted(own.iterdir(), key=lambda e: e.name))
+        yield from (
+            (f"{PROJECT_CONFIG_PREFIX}sam2_configs/{e.name}", e) for e in sorted(own.iterdir(), key=lambda e: e.name)
+        )
 
 
 @cache
@@ -117,12 +130,22 @@ def infer_sam2_variant(shapes: Mapping[str, tuple[int, ...]], image_size: int) -
     version = "2.1" if any(k.startswith(SAM2_1_ONLY_KEYS) for k in shapes) else "2.0"
     embed_dim, stages, window, background = _trunk_shape(shapes)
     for config, trunk in packaged_trunks(version):
-        if (trunk["embed_dim"], tuple(trunk["stages"]), trunk["window_spec"][0],
-                tuple(trunk["window_pos_embed_bkg_spatial_size"])) == (embed_dim, stages, window, background):
+        if (
+            trunk["embed_dim"],
+            tuple(trunk["stages"]),
+            trunk["window_spec"][0],
+            tuple(trunk["window_pos_embed_bkg_spatial_size"]),
+        ) == (embed_dim, stages, window, background):
             return Sam2Variant(
-                config=config, version=version, embed_dim=embed_dim, num_heads=trunk["num_heads"], stages=stages,
-                global_att_blocks=tuple(trunk["global_att_blocks"]), window_spec=tuple(trunk["window_spec"]),
-                window_pos_embed_bkg_spatial_size=background, image_size=image_size,
+                config=config,
+                version=version,
+                embed_dim=embed_dim,
+                num_heads=trunk["num_heads"],
+                stages=stages,
+                global_att_blocks=tuple(trunk["global_att_blocks"]),
+                window_spec=tuple(trunk["window_spec"]),
+                window_pos_embed_bkg_spatial_size=background,
+                image_size=image_size,
             )
     known = ", ".join(f"{c} (embed {t['embed_dim']}, stages {list(t['stages'])})" for c, t in packaged_trunks(version))
     raise Sam2VariantError(

@@ -81,10 +81,12 @@ class MomentSAM2VideoPredictor(SAM2VideoPredictor):
     def _keep_raw_masks(self, module, inputs, outputs):
         self._raw_masks = outputs[0]
 
-    def _forward_sam_heads(self, backbone_features, point_inputs=None, mask_inputs=None, high_res_features=None,
-                           multimask_output=False):
-        out = super()._forward_sam_heads(backbone_features, point_inputs, mask_inputs, high_res_features,
-                                         multimask_output)
+    def _forward_sam_heads(
+        self, backbone_features, point_inputs=None, mask_inputs=None, high_res_features=None, multimask_output=False
+    ):
+        out = super()._forward_sam_heads(
+            backbone_features, point_inputs, mask_inputs, high_res_features, multimask_output
+        )
         low_multi, high_multi, ious, low, high, obj_ptr, object_score_logits = out
         self.last_iou = ious.max(-1).values
         raw, self._raw_masks = self._raw_masks, None
@@ -92,8 +94,9 @@ class MomentSAM2VideoPredictor(SAM2VideoPredictor):
             # the official code does not blank masks when the object score is negative (S2:3326-3337)
             assert raw is not None, "the mask decoder's forward hook keeps its masks"
             low_multi = raw.float()
-            high_multi = F.interpolate(low_multi, size=(self.image_size, self.image_size), mode="bilinear",
-                                       align_corners=False)
+            high_multi = F.interpolate(
+                low_multi, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
+            )
             if multimask_output:
                 best = torch.argmax(ious, dim=-1)
                 rows = torch.arange(low_multi.shape[0], device=low_multi.device)
@@ -108,8 +111,9 @@ class MomentSAM2VideoPredictor(SAM2VideoPredictor):
         return out
 
 
-def build_predictor(config: str, image_size: int, device: str | torch.device = "cpu",
-                    overrides: list[str] | tuple[str, ...] = ()) -> MomentSAM2VideoPredictor:
+def build_predictor(
+    config: str, image_size: int, device: str | torch.device = "cpu", overrides: list[str] | tuple[str, ...] = ()
+) -> MomentSAM2VideoPredictor:
     """Random-weight ``MomentSAM2VideoPredictor`` from a sam2 config: one packaged with sam2, or one of this
     project's (``momentseg:…``, composed the same way from its YAML file). Weights are loaded later."""
     overrides = [
@@ -122,8 +126,10 @@ def build_predictor(config: str, image_size: int, device: str | torch.device = "
         return build_sam2_video_predictor(
             config, ckpt_path=None, device=str(device), apply_postprocessing=False, hydra_overrides_extra=overrides
         )
-    cfg = OmegaConf.merge(OmegaConf.load(str(project_config_file(config))),
-                          OmegaConf.from_dotlist([o.removeprefix("++") for o in overrides]))
+    cfg = OmegaConf.merge(
+        OmegaConf.load(str(project_config_file(config))),
+        OmegaConf.from_dotlist([o.removeprefix("++") for o in overrides]),
+    )
     OmegaConf.resolve(cfg)
     return instantiate(cfg.model, _recursive_=True).to(device).eval()
 
@@ -172,9 +178,16 @@ class Sam2Tracker:
     the official code; "direct" resizes once (sam2's own video output).
     """
 
-    def __init__(self, predictor: MomentSAM2VideoPredictor, frames, *, prompt: torch.Tensor | None = None,
-                 dtype: torch.dtype | None = None, mask_upsampling: str = "official",
-                 on_frame: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        predictor: MomentSAM2VideoPredictor,
+        frames,
+        *,
+        prompt: torch.Tensor | None = None,
+        dtype: torch.dtype | None = None,
+        mask_upsampling: str = "official",
+        on_frame: Callable[[], None] | None = None,
+    ):
         if mask_upsampling not in MASK_UPSAMPLING:
             raise ValueError(f"mask_upsampling must be one of {MASK_UPSAMPLING}, got {mask_upsampling!r}")
         self.predictor = predictor
@@ -185,8 +198,11 @@ class Sam2Tracker:
         self.mask_upsampling = mask_upsampling
         size = predictor.image_size
         # a FrameStore keeps each frame's SAM2 input in its cache and prefetches it (momentseg.video)
-        images = (frames.view(f"sam2-input-{size}", partial(sam2_input, image_size=size)) if hasattr(frames, "view")
-                  else LazyFrames(frames, size))
+        images = (
+            frames.view(f"sam2-input-{size}", partial(sam2_input, image_size=size))
+            if hasattr(frames, "view")
+            else LazyFrames(frames, size)
+        )
         self.state = {
             "images": images,
             "num_frames": len(frames),
@@ -245,13 +261,22 @@ class Sam2Tracker:
                 out, _ = predictor._run_single_frame_inference(
                     inference_state=self.state,
                     output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
-                    frame_idx=frame, batch_size=1, is_init_cond_frame=True, point_inputs=None, mask_inputs=None,
-                    reverse=False, run_mem_encoder=False,
+                    frame_idx=frame,
+                    batch_size=1,
+                    is_init_cond_frame=True,
+                    point_inputs=None,
+                    mask_inputs=None,
+                    reverse=False,
+                    run_mem_encoder=False,
                 )
         finally:
             predictor.extra_sparse_prompt = None
-        return DecodedMask(self.video_mask(out["pred_masks"]), predictor.last_iou_value(),
-                           float(out["object_score_logits"].item()), out)
+        return DecodedMask(
+            self.video_mask(out["pred_masks"]),
+            predictor.last_iou_value(),
+            float(out["object_score_logits"].item()),
+            out,
+        )
 
     def reset(self) -> None:
         self.predictor._reset_tracking_results(self.state)
@@ -275,8 +300,14 @@ class Sam2Tracker:
                 if any(self._temporary.values()):
                     predictor.propagate_in_video_preflight(self.state)
                 out, low_res = predictor._run_single_frame_inference(
-                    inference_state=self.state, output_dict=self.memory, frame_idx=frame, batch_size=1,
-                    is_init_cond_frame=False, point_inputs=None, mask_inputs=None, reverse=reverse,
+                    inference_state=self.state,
+                    output_dict=self.memory,
+                    frame_idx=frame,
+                    batch_size=1,
+                    is_init_cond_frame=False,
+                    point_inputs=None,
+                    mask_inputs=None,
+                    reverse=reverse,
                     run_mem_encoder=True,
                 )
         finally:
@@ -285,8 +316,9 @@ class Sam2Tracker:
         self.state["frames_tracked_per_obj"][self.object_index][frame] = {"reverse": reverse}
         # SAM2 never looks further back than MEMORY_REACH tracked frames: drop what it cannot reach
         self.memory["non_cond_frame_outputs"].pop(frame - step * MEMORY_REACH, None)
-        result = TrackedFrame(frame, self.video_mask(low_res), predictor.last_iou_value(),
-                              float(out["object_score_logits"].item()))
+        result = TrackedFrame(
+            frame, self.video_mask(low_res), predictor.last_iou_value(), float(out["object_score_logits"].item())
+        )
         if self.on_frame is not None:
             self.on_frame()
         return result

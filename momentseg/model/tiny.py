@@ -15,8 +15,13 @@ from momentseg.model.prompts import FIND_TOKEN, SEG_TOKEN
 from momentseg.model.qwen_config import text_config
 
 QWEN_SPECIAL_TOKENS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-    "<|image_pad|>", "<|video_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
 ]
 # the tokens the official models add (configs/momentseg-*.py special_tokens)
 OFFICIAL_ADDED_TOKENS = [SEG_TOKEN, FIND_TOKEN, "<p>", "</p>"]
@@ -51,29 +56,50 @@ def build_tiny_tokenizer(*, with_find: bool = True, added_tokens: list[str] | No
     if added_tokens is None:
         added_tokens = [SEG_TOKEN] + ([FIND_TOKEN] if with_find else [])
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="<unk>", pad_token="<|endoftext|>", eos_token="<|im_end|>",
+        tokenizer_object=backend,
+        unk_token="<unk>",
+        pad_token="<|endoftext|>",
+        eos_token="<|im_end|>",
         additional_special_tokens=QWEN_SPECIAL_TOKENS + added_tokens,
     )
 
 
-def tiny_qwen_config(tokenizer, hidden_size: int = 64, vocab_size: int | None = None, layers: int = 2,
-                     initializer_range: float = 0.02) -> Qwen2_5_VLConfig:
+def tiny_qwen_config(
+    tokenizer, hidden_size: int = 64, vocab_size: int | None = None, layers: int = 2, initializer_range: float = 0.02
+) -> Qwen2_5_VLConfig:
     """Qwen2.5-VL geometry shrunk: by default 2 text layers of width 64, a 2-block vision tower of width 32
     (the official tiny reference's sizes); ``vocab_size`` embedding rows (default: one per token)."""
     ids = tokenizer.convert_tokens_to_ids
     # initializer_range is no declared field of the composite config, which keeps it for the weight init
     return Qwen2_5_VLConfig(  # type: ignore[call-arg]
         text_config=dict(
-            vocab_size=vocab_size or len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-            num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
-            rms_norm_eps=1e-6, max_window_layers=layers,
+            vocab_size=vocab_size or len(tokenizer),
+            hidden_size=hidden_size,
+            intermediate_size=2 * hidden_size,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=8192,
+            rms_norm_eps=1e-6,
+            max_window_layers=layers,
             rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
-            bos_token_id=None, eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>"),
-            tie_word_embeddings=False, initializer_range=initializer_range,
+            bos_token_id=None,
+            eos_token_id=ids("<|im_end|>"),
+            pad_token_id=ids("<|endoftext|>"),
+            tie_word_embeddings=False,
+            initializer_range=initializer_range,
         ),
         vision_config=dict(
-            depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=14, temporal_patch_size=2,
-            spatial_merge_size=2, window_size=112, fullatt_block_indexes=[1], out_hidden_size=hidden_size,
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            patch_size=14,
+            temporal_patch_size=2,
+            spatial_merge_size=2,
+            window_size=112,
+            fullatt_block_indexes=[1],
+            out_hidden_size=hidden_size,
             tokens_per_second=2,
         ),
         image_token_id=ids("<|image_pad|>"),
@@ -85,9 +111,17 @@ def tiny_qwen_config(tokenizer, hidden_size: int = 64, vocab_size: int | None = 
     )
 
 
-def build_tiny_model(layout: str = "momentseg", seed: int = 0, sam2_image_size: int = TINY_SAM2_IMAGE_SIZE, *,
-                     sam2_config: str = TINY_SAM2_CONFIG, hidden_size: int = 64, layers: int = 2,
-                     initializer_range: float = 0.02, seg_prompt_std: float | None = None):
+def build_tiny_model(
+    layout: str = "momentseg",
+    seed: int = 0,
+    sam2_image_size: int = TINY_SAM2_IMAGE_SIZE,
+    *,
+    sam2_config: str = TINY_SAM2_CONFIG,
+    hidden_size: int = 64,
+    layers: int = 2,
+    initializer_range: float = 0.02,
+    seg_prompt_std: float | None = None,
+):
     """A random-weight model for ``layout``: tiny Qwen2.5-VL (``layers`` text layers of ``hidden_size``,
     weights of std ``initializer_range``), SAM2 2.0 of ``sam2_config`` (default Hiera-T) at
     ``sam2_image_size`` px. ``seg_prompt_std``: the [SEG] projection's weights drawn so that p starts at
@@ -107,10 +141,14 @@ def build_tiny_model(layout: str = "momentseg", seed: int = 0, sam2_image_size: 
     torch.manual_seed(seed)
     official = layout == "official"
     with_find = layout != "sa2va"
-    tokenizer = (build_tiny_tokenizer(added_tokens=OFFICIAL_ADDED_TOKENS) if official
-                 else build_tiny_tokenizer(with_find=with_find))
-    config = tiny_qwen_config(tokenizer, hidden_size, OFFICIAL_TINY_VOCAB_ROWS if official else None, layers,
-                              initializer_range)
+    tokenizer = (
+        build_tiny_tokenizer(added_tokens=OFFICIAL_ADDED_TOKENS)
+        if official
+        else build_tiny_tokenizer(with_find=with_find)
+    )
+    config = tiny_qwen_config(
+        tokenizer, hidden_size, OFFICIAL_TINY_VOCAB_ROWS if official else None, layers, initializer_range
+    )
     qwen = Qwen2_5_VLForConditionalGeneration(config).eval()
     predictor = build_predictor(sam2_config, sam2_image_size, "cpu")
     with torch.no_grad():
@@ -121,17 +159,24 @@ def build_tiny_model(layout: str = "momentseg", seed: int = 0, sam2_image_size: 
         first, second = seg_projector[0], seg_projector[2]
         assert isinstance(first, nn.Linear) and isinstance(second, nn.Linear), "SegProjector: Linear, ReLU, Linear"
         with torch.no_grad():  # h (RMS-normed, ≈ 1 per dim) → ≈ 1 → ReLU → ≈ seg_prompt_std per dim
-            first.weight.normal_(0, hidden ** -0.5)
+            first.weight.normal_(0, hidden**-0.5)
             second.weight.normal_(0, seg_prompt_std * (2 / hidden) ** 0.5)
     find_head = FindHead(hidden, activation=nn.ReLU if official else nn.GELU).eval() if with_find else None
     trunk = sam2_config.rsplit("/", 1)[-1].removeprefix("sam2_").removesuffix(".yaml")
     info = ModelInfo("tiny", layout, ("seg", "find") if with_find else ("seg",), sam2_config, sam2_image_size, trunk)
-    return MomentSegModel(QwenLMM(qwen, build_processor(tokenizer)), seg_projector, find_head,
-                          predictor, info, SegProjector(hidden).eval() if official else None)
+    return MomentSegModel(
+        QwenLMM(qwen, build_processor(tokenizer)),
+        seg_projector,
+        find_head,
+        predictor,
+        info,
+        SegProjector(hidden).eval() if official else None,
+    )
 
 
-def write_tiny_checkpoint(folder, layout: str = "momentseg", seed: int = 0,
-                          sam2_image_size: int = TINY_SAM2_IMAGE_SIZE, **sizes):
+def write_tiny_checkpoint(
+    folder, layout: str = "momentseg", seed: int = 0, sam2_image_size: int = TINY_SAM2_IMAGE_SIZE, **sizes
+):
     """Save a tiny random-weight checkpoint in ``layout`` (``sizes``: those of :func:`build_tiny_model`);
     returns the folder."""
     from momentseg.model.checkpoint import save_checkpoint

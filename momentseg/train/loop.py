@@ -44,8 +44,9 @@ class MixtureOfDatasets(torch.utils.data.Dataset):
     With ``group`` > 1, the ``group`` consecutive micro-steps of one optimizer step share that draw and its
     RNG (so the same keyframes) and take the clip's expressions in turn, starting from the drawn one."""
 
-    def __init__(self, datasets: list[tuple[list, float]], builder: SampleBuilder, seed: int, rank: int,
-                 group: int = 1):
+    def __init__(
+        self, datasets: list[tuple[list, float]], builder: SampleBuilder, seed: int, rank: int, group: int = 1
+    ):
         self.datasets = [entries for entries, _ in datasets]
         weights = np.array([w for _, w in datasets], float)
         self.weights = weights / weights.sum()
@@ -115,8 +116,9 @@ def _save_state(out: Path, step: int, module, optimizer, keep: int) -> None:
     folder = out / "checkpoints" / f"step_{step:08d}"
     partial = folder.with_name(folder.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
-    torch.save({"step": step, "trainable": module.trainable_state(), "optimizer": optimizer.state_dict()},
-               partial / STATE_FILE)
+    torch.save(
+        {"step": step, "trainable": module.trainable_state(), "optimizer": optimizer.state_dict()}, partial / STATE_FILE
+    )
     if folder.exists():
         shutil.rmtree(folder)
     partial.rename(folder)  # a crash mid-write never leaves a checkpoint that looks complete
@@ -134,7 +136,9 @@ def _summarise(sums: dict[str, torch.Tensor], accelerator) -> dict[str, float | 
     """Mean of each loss over the micro-steps (and processes) where it occurred; None where it never did."""
     stacked = torch.stack([sums[n] for n in LOSS_NAMES])  # [4, 2]: (sum, count)
     total = accelerator.reduce(stacked.to(accelerator.device), reduction="sum").cpu()
-    return {n: (round(float(s / c), 6) if c > 0 else None) for n, (s, c) in zip(LOSS_NAMES, total.tolist(), strict=True)}
+    return {
+        n: (round(float(s / c), 6) if c > 0 else None) for n, (s, c) in zip(LOSS_NAMES, total.tolist(), strict=True)
+    }
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path | None:
@@ -152,7 +156,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     device = config.device or default_device()
     micro_steps = config.batch_size * config.grad_accumulation
     accelerator = Accelerator(
-        cpu=device == "cpu", mixed_precision=_mixed_precision(config, device), gradient_accumulation_steps=micro_steps,
+        cpu=device == "cpu",
+        mixed_precision=_mixed_precision(config, device),
+        gradient_accumulation_steps=micro_steps,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     set_seed(config.seed)
@@ -170,10 +176,14 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     trainable = [p for p in module.parameters() if p.requires_grad]
     decay = [p for p in trainable if p.ndim >= 2]
     no_decay = [p for p in trainable if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.999))
-    scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * config.max_steps),
-                                                config.max_steps)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        betas=(0.9, 0.999),
+    )
+    scheduler = get_cosine_schedule_with_warmup(
+        optimizer, math.ceil(config.warmup_ratio * config.max_steps), config.max_steps
+    )
     start_step = 0
     if resume:
         saved = _checkpoints(out)
@@ -191,19 +201,29 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     wrapped.train()
     module.predictor.eval()  # SAM2 has no dropout to train with; keep its batch-independent behaviour
 
-    mixture = MixtureOfDatasets(datasets, builder, config.seed, accelerator.process_index,
-                                micro_steps if config.group_expressions else 1)
+    mixture = MixtureOfDatasets(
+        datasets, builder, config.seed, accelerator.process_index, micro_steps if config.group_expressions else 1
+    )
     loader = torch.utils.data.DataLoader(
-        mixture, sampler=range(start_step * micro_steps, config.max_steps * micro_steps), batch_size=None,
-        collate_fn=_identity, num_workers=config.num_workers,
-        persistent_workers=False, prefetch_factor=2 if config.num_workers else None,
+        mixture,
+        sampler=range(start_step * micro_steps, config.max_steps * micro_steps),
+        batch_size=None,
+        collate_fn=_identity,
+        num_workers=config.num_workers,
+        persistent_workers=False,
+        prefetch_factor=2 if config.num_workers else None,
     )
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     log_path = out / "train_log.jsonl"
-    bar = tqdm(total=config.max_steps, initial=start_step, desc="train", unit="step",
-               disable=not (progress and accelerator.is_main_process))
+    bar = tqdm(
+        total=config.max_steps,
+        initial=start_step,
+        desc="train",
+        unit="step",
+        disable=not (progress and accelerator.is_main_process),
+    )
     step = start_step
     sums = {n: torch.zeros(2) for n in LOSS_NAMES}
     started = time.perf_counter()
@@ -226,9 +246,14 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         step += 1
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
-        row = {"step": step, **_summarise(sums, accelerator), "lr": lr,
-               "seconds": round(time.perf_counter() - started, 3), "processes": accelerator.num_processes,
-               "rank_checksums": _rank_checksums(trainable, accelerator)}
+        row = {
+            "step": step,
+            **_summarise(sums, accelerator),
+            "lr": lr,
+            "seconds": round(time.perf_counter() - started, 3),
+            "processes": accelerator.num_processes,
+            "rank_checksums": _rank_checksums(trainable, accelerator),
+        }
         sums = {n: torch.zeros(2) for n in LOSS_NAMES}
         if accelerator.is_main_process:
             with log_path.open("a") as log:

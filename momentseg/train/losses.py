@@ -22,8 +22,13 @@ def point_sample(values: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def uncertain_points(logits: torch.Tensor, num_points: int = NUM_POINTS, generator: torch.Generator | None = None,
-                     oversample: float = OVERSAMPLE_RATIO, importance: float = IMPORTANCE_RATIO) -> torch.Tensor:
+def uncertain_points(
+    logits: torch.Tensor,
+    num_points: int = NUM_POINTS,
+    generator: torch.Generator | None = None,
+    oversample: float = OVERSAMPLE_RATIO,
+    importance: float = IMPORTANCE_RATIO,
+) -> torch.Tensor:
     """Point coordinates [M, n, 2]: the ``importance`` share where |logit| is smallest among ``oversample``·n
     random candidates, the rest uniformly random."""
     masks = logits.shape[0]
@@ -44,8 +49,15 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float = 1.0) -> 
     return (1 - numerator / denominator).mean()
 
 
-def mask_loss(logits: torch.Tensor, targets: torch.Tensor, *, bce_weight: float = 2.0, dice_weight: float = 0.5,
-              num_points: int = NUM_POINTS, generator: torch.Generator | None = None) -> torch.Tensor:
+def mask_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    bce_weight: float = 2.0,
+    dice_weight: float = 0.5,
+    num_points: int = NUM_POINTS,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Sa2VA's mask loss for logits [M, h, w] against bool/float targets [M, H, W] (any resolution)."""
     logits = logits[:, None].float()
     coords = uncertain_points(logits, num_points, generator)

@@ -43,8 +43,7 @@ def untie_output_embeddings(qwen: Qwen2_5_VLForConditionalGeneration) -> bool:
     """Give the LM head its own copy of a tied input embedding (the official checkpoints keep them apart:
     ``tie_word_embeddings`` false, the 3B's ``lm_head`` cloned at conversion). Tied, the trained [SEG] and
     [FIND] rows of one would overwrite the other's and the checkpoint could not be saved. True if it untied."""
-    tied = bool(qwen.config.tie_word_embeddings
-                or getattr(qwen.config.get_text_config(), "tie_word_embeddings", False))
+    tied = bool(qwen.config.tie_word_embeddings or getattr(qwen.config.get_text_config(), "tie_word_embeddings", False))
     output, embedding = qwen.get_output_embeddings(), qwen.get_input_embeddings()
     shared = _matrix(output).data_ptr() == _matrix(embedding).data_ptr()
     for config in {id(c): c for c in (qwen.config, qwen.config.get_text_config())}.values():
@@ -52,8 +51,10 @@ def untie_output_embeddings(qwen: Qwen2_5_VLForConditionalGeneration) -> bool:
     if shared:
         output.weight = nn.Parameter(_matrix(embedding).detach().clone(), requires_grad=_matrix(output).requires_grad)
     if tied or shared:
-        log.warning("the base model ties its LM head to its input embedding: training unties them (as the official "
-                    "checkpoints are), so the [SEG] and [FIND] rows train in each and the checkpoint keeps both")
+        log.warning(
+            "the base model ties its LM head to its input embedding: training unties them (as the official "
+            "checkpoints are), so the [SEG] and [FIND] rows train in each and the checkpoint keeps both"
+        )
     return tied or shared
 
 
@@ -134,8 +135,12 @@ class TrainableMomentSeg(nn.Module):
             parameter.requires_grad_(False)
         self.qwen: nn.Module = qwen  # LoRA goes into qwen's layers in place: it stays the inner model
         if parts.lora_rank > 0:
-            config = LoraConfig(r=parts.lora_rank, lora_alpha=parts.lora_alpha, lora_dropout=parts.lora_dropout,
-                                target_modules=LORA_TARGETS)
+            config = LoraConfig(
+                r=parts.lora_rank,
+                lora_alpha=parts.lora_alpha,
+                lora_dropout=parts.lora_dropout,
+                target_modules=LORA_TARGETS,
+            )
             self.qwen = get_peft_model(qwen, config)
         inner = qwen
         special = [self.seg_id, self.find_id]
@@ -161,8 +166,10 @@ class TrainableMomentSeg(nn.Module):
         names = {name for name, p in self.named_parameters() if p.requires_grad}
         if set(state) != names:
             differ = sorted(set(state) ^ names)
-            raise DataError(f"the saved training state does not match this model and options ({len(differ)} "
-                            f"tensors differ, e.g. {differ[0]}): resume with the --base and options it was saved with")
+            raise DataError(
+                f"the saved training state does not match this model and options ({len(differ)} "
+                f"tensors differ, e.g. {differ[0]}): resume with the --base and options it was saved with"
+            )
         parameters = dict(self.named_parameters())
         with torch.no_grad():
             for name, tensor in state.items():
@@ -184,9 +191,13 @@ class TrainableMomentSeg(nn.Module):
         sparse, dense = predictor.sam_prompt_encoder(points=(points, labels), boxes=None, masks=None)
         sparse = torch.cat([sparse, prompt.to(sparse.dtype).reshape(1, 1, -1).expand(count, -1, -1)], dim=1)
         masks, ious, _, _ = predictor.sam_mask_decoder(
-            image_embeddings=image_embedding, image_pe=predictor.sam_prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=True,
-            repeat_image=False, high_res_features=high_res,
+            image_embeddings=image_embedding,
+            image_pe=predictor.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=True,
+            repeat_image=False,
+            high_res_features=high_res,
         )
         best = ious.argmax(-1)
         return masks[torch.arange(count, device=masks.device), best]
@@ -213,8 +224,13 @@ class TrainableMomentSeg(nn.Module):
             prompt = self.seg_projector(hidden[(ids == self.seg_id).nonzero()[0, 0]])
             assert sample.sam_images is not None and sample.masks is not None, "a RefVOS sample carries its masks"
             logits = self.decode_masks(sample.sam_images.to(device), prompt.float())
-            loss_mask = mask_loss(logits, sample.masks.to(device), bce_weight=parts.mask_bce_weight,
-                                  dice_weight=parts.mask_dice_weight, num_points=parts.mask_points)
+            loss_mask = mask_loss(
+                logits,
+                sample.masks.to(device),
+                bce_weight=parts.mask_bce_weight,
+                dice_weight=parts.mask_dice_weight,
+                num_points=parts.mask_points,
+            )
         loss = parts.text_weight * loss_text
         if loss_find is not None:
             loss = loss + parts.find_weight * loss_find
@@ -238,5 +254,11 @@ class TrainableMomentSeg(nn.Module):
         base = self.base
         lmm = QwenLMM(qwen, base.lmm.processor, system_prompt=getattr(base.lmm, "system_prompt", None))
         info = dataclasses.replace(base.info, layout="official", heads=("seg", "find"))
-        return dataclasses.replace(base, lmm=lmm, seg_projector=self.seg_projector.eval(),
-                                   find_head=self.find_head.eval(), predictor=self.predictor.eval(), info=info)
+        return dataclasses.replace(
+            base,
+            lmm=lmm,
+            seg_projector=self.seg_projector.eval(),
+            find_head=self.find_head.eval(),
+            predictor=self.predictor.eval(),
+            info=info,
+        )

@@ -25,8 +25,13 @@ IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
 TSG_QUESTION_STYLES = ("tsg", "refvos")
 # the official recipe's answers (Charades_Dataset FIND_ANSWER_LIST, ReVOS_Dataset ANSWER_LIST)
 FIND_ANSWERS = ("It is [FIND].", "Sure, [FIND].", "Sure, it is [FIND].", "[FIND].")
-SEG_ANSWERS = ("It is [SEG].", "Sure, [SEG].", "Sure, it is [SEG].", "Sure, the segmentation result is [SEG].",
-               "[SEG].")
+SEG_ANSWERS = (
+    "It is [SEG].",
+    "Sure, [SEG].",
+    "Sure, it is [SEG].",
+    "Sure, the segmentation result is [SEG].",
+    "[SEG].",
+)
 
 
 @dataclass(frozen=True)
@@ -48,8 +53,13 @@ def vision_block(frames: list[np.ndarray], min_pixels: int, max_pixels: int, *, 
     return VisionBlock(patches, grid, is_video)
 
 
-def position_ids(input_ids: torch.Tensor, blocks: list[VisionBlock], video_token_id: int, image_token_id: int,
-                 tokens_per_second: float) -> torch.Tensor:
+def position_ids(
+    input_ids: torch.Tensor,
+    blocks: list[VisionBlock],
+    video_token_id: int,
+    image_token_id: int,
+    tokens_per_second: float,
+) -> torch.Tensor:
     """M-RoPE ids [3, 1, L] for a prompt mixing a video and images, by the rule of
     :func:`momentseg.model.lmm.mrope_position_ids` (video temporal id ⌊t · tokens_per_second⌋, images 0;
     text continues after the largest id)."""
@@ -59,8 +69,12 @@ def position_ids(input_ids: torch.Tensor, blocks: list[VisionBlock], video_token
         token = video_token_id if block.is_video else image_token_id
         start = ids.index(token, cursor)
         parts.append((torch.arange(start - cursor) + next_id).expand(3, -1))
-        ids_block = mrope_position_ids(torch.tensor(ids[start:start + block.tokens]), [block.grid], token,
-                                       tokens_per_second if block.is_video else 0.0)[:, 0]
+        ids_block = mrope_position_ids(
+            torch.tensor(ids[start : start + block.tokens]),
+            [block.grid],
+            token,
+            tokens_per_second if block.is_video else 0.0,
+        )[:, 0]
         ids_block = ids_block + next_id + start - cursor
         parts.append(ids_block)
         next_id = int(ids_block.max()) + 1
@@ -95,8 +109,12 @@ def tsg_question(query: str, style: str = "tsg") -> str:
 def refvos_question(expression: str, num_images: int) -> str:
     """The RefVOS question of the official inference, with the temporal tokens (the low-res video) where the
     inference leaves the literal "<video>" (temporal token injecting is for training only)."""
-    return (SEG_PROMPTS["refvos"].replace(VIDEO, VIDEO_PLACEHOLDER).replace(IMAGE, IMAGE_PLACEHOLDER * num_images)
-            .replace("{query}", expression))
+    return (
+        SEG_PROMPTS["refvos"]
+        .replace(VIDEO, VIDEO_PLACEHOLDER)
+        .replace(IMAGE, IMAGE_PLACEHOLDER * num_images)
+        .replace("{query}", expression)
+    )
 
 
 def conversation(question: str, answer: str, system_prompt: str | None) -> tuple[str, str]:
@@ -134,8 +152,14 @@ class SampleBuilder:
     @classmethod
     def for_model(cls, model, recipe: SampleRecipe) -> SampleBuilder:
         config = model.lmm.model.config
-        return cls(model.lmm.processor.tokenizer, config.video_token_id, config.image_token_id,
-                   float(config.vision_config.tokens_per_second), model.predictor.image_size, recipe)
+        return cls(
+            model.lmm.processor.tokenizer,
+            config.video_token_id,
+            config.image_token_id,
+            float(config.vision_config.tokens_per_second),
+            model.predictor.image_size,
+            recipe,
+        )
 
     def _answer(self, variants: tuple[str, ...], rng: np.random.Generator) -> str:
         return variants[0] if self.recipe.answer_variants == "first" else str(rng.choice(variants))
@@ -150,8 +174,9 @@ class SampleBuilder:
         prompt_ids = self.tokenizer.encode(prompt, add_special_tokens=False)
         answer_ids = self.tokenizer.encode(answer, add_special_tokens=False)
         ids = torch.tensor(prompt_ids + answer_ids)
-        positions = position_ids(ids[: len(prompt_ids)], blocks, self.video_token_id, self.image_token_id,
-                                 self.tokens_per_second)
+        positions = position_ids(
+            ids[: len(prompt_ids)], blocks, self.video_token_id, self.image_token_id, self.tokens_per_second
+        )
         answer_positions = (torch.arange(len(answer_ids)) + int(positions.max()) + 1).expand(3, 1, -1)
         inputs = {"input_ids": ids[None], "position_ids": torch.cat([positions, answer_positions], dim=2)}
         videos = [b for b in blocks if b.is_video]
@@ -169,16 +194,19 @@ class SampleBuilder:
         recipe = self.recipe
         frames = entry.open_frames()
         sampled = sample_indices(len(frames), recipe.tsg_frames)
-        video = vision_block([downscale_to_budget(frames[int(i)], recipe.tsg_pixels) for i in sampled],
-                             recipe.tsg_min_pixels, recipe.tsg_pixels, is_video=True)
+        video = vision_block(
+            [downscale_to_budget(frames[int(i)], recipe.tsg_pixels) for i in sampled],
+            recipe.tsg_min_pixels,
+            recipe.tsg_pixels,
+            is_video=True,
+        )
         if moment_frames is not None:  # a moment given in frames (CVAT exports): seconds at the video's fps
             start, end = moment_frames[0] / frames.fps, (moment_frames[1] + 1) / frames.fps
         else:
             start, end = entry.start, entry.end
         query = entry.query if isinstance(entry, GroundingEntry) else entry.expression
         style = str(rng.choice(TSG_QUESTION_STYLES))
-        inputs, answer_positions = self._tokenise(tsg_question(query, style), self._answer(FIND_ANSWERS, rng),
-                                                  [video])
+        inputs, answer_positions = self._tokenise(tsg_question(query, style), self._answer(FIND_ANSWERS, rng), [video])
         targets = find_targets(sampled, frames.fps, start, end)
         if video.grid[0] != len(targets):
             raise DataError(f"{entry.name}: {video.grid[0]} temporal patches but {len(targets)} targets")
@@ -191,20 +219,35 @@ class SampleBuilder:
         frames = entry.open_frames()
         total = len(frames)
         keyframes = np.sort(rng.choice(total, min(total, recipe.keyframes), replace=False))
-        temporal = vision_block([downscale_to_budget(frames[int(i)], recipe.temporal_pixels)
-                                 for i in sample_indices(total, recipe.temporal_frames)],
-                                recipe.temporal_min_pixels, recipe.temporal_pixels, is_video=True)
+        temporal = vision_block(
+            [
+                downscale_to_budget(frames[int(i)], recipe.temporal_pixels)
+                for i in sample_indices(total, recipe.temporal_frames)
+            ],
+            recipe.temporal_min_pixels,
+            recipe.temporal_pixels,
+            is_video=True,
+        )
         decoded = [frames[int(k)] for k in keyframes]
-        images = [vision_block([downscale_to_budget(f, recipe.image_pixels)], recipe.image_min_pixels,
-                               recipe.image_pixels, is_video=False) for f in decoded]
-        inputs, answer_positions = self._tokenise(refvos_question(entry.expression, len(images)),
-                                                  self._answer(SEG_ANSWERS, rng), [temporal, *images])
+        images = [
+            vision_block(
+                [downscale_to_budget(f, recipe.image_pixels)],
+                recipe.image_min_pixels,
+                recipe.image_pixels,
+                is_video=False,
+            )
+            for f in decoded
+        ]
+        inputs, answer_positions = self._tokenise(
+            refvos_question(entry.expression, len(images)), self._answer(SEG_ANSWERS, rng), [temporal, *images]
+        )
         masks = np.stack([entry.mask(int(k)) for k in keyframes])
         if masks.shape[1:] != decoded[0].shape[:2]:
             raise DataError(f"{entry.name}: masks are {masks.shape[1:]}, frames {decoded[0].shape[:2]}")
         sam_images = torch.stack([sam2_input(f, self.sam2_image_size) for f in decoded])
-        return PreparedSample("refvos", entry.name, inputs, answer_positions, sam_images=sam_images,
-                              masks=torch.from_numpy(masks))
+        return PreparedSample(
+            "refvos", entry.name, inputs, answer_positions, sam_images=sam_images, masks=torch.from_numpy(masks)
+        )
 
     def build(self, entry, rng: np.random.Generator) -> PreparedSample:
         """A TSG sample for a grounding entry; for a referring entry a RefVOS sample, or (half of the time,

@@ -55,30 +55,40 @@ async def _delivery_body(request: Request, http: ServeSettings) -> bytes:
         raise
 
 
-def webhook_routes(settings: WebhookSettings, queue: WebhookQueue, runs: CvatRuns,
-                   http: ServeSettings = ServeSettings()) -> list[BaseRoute]:
+def webhook_routes(
+    settings: WebhookSettings, queue: WebhookQueue, runs: CvatRuns, http: ServeSettings = ServeSettings()
+) -> list[BaseRoute]:
     """``POST /webhooks/cvat`` and ``GET /webhooks/health``; ``http``: the server's limits and timeouts.
     Mount them in an app made by ``momentseg.serve`` (it answers their ``HTTPError``s as JSON)."""
 
     async def deliver(request: Request) -> JSONResponse:
         body = await _delivery_body(request, http)
         if not signature_matches(settings.secret, body, request.headers.get(SIGNATURE_HEADER)):
-            return json_error(401, "bad_signature", f"the {SIGNATURE_HEADER} header is missing or does not match the "
-                          "body signed with this service's webhook secret; nothing was done")
+            return json_error(
+                401,
+                "bad_signature",
+                f"the {SIGNATURE_HEADER} header is missing or does not match the "
+                "body signed with this service's webhook secret; nothing was done",
+            )
         try:
             payload = json.loads(body)
         except ValueError:
             payload = None
         if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
-            return json_error(400, "not_a_delivery",
-                              "the body is not a CVAT webhook delivery (a JSON object with an event)")
+            return json_error(
+                400, "not_a_delivery", "the body is not a CVAT webhook delivery (a JSON object with an event)"
+            )
         event = payload["event"]
         if event not in ("ping", "create:comment"):
             return JSONResponse({"ignored": event})
         host = sender_host(payload)
         if host not in settings.cvat_hosts:
-            return json_error(403, "host_not_accepted", f"the delivery comes from CVAT host '{host}', not one of "
-                          f"{sorted(settings.cvat_hosts)}; nothing was done")
+            return json_error(
+                403,
+                "host_not_accepted",
+                f"the delivery comes from CVAT host '{host}', not one of "
+                f"{sorted(settings.cvat_hosts)}; nothing was done",
+            )
         if event == "ping":
             return JSONResponse({"ok": True, "event": "ping"})
         comment = comment_created(payload, host)
@@ -90,14 +100,22 @@ def webhook_routes(settings: WebhookSettings, queue: WebhookQueue, runs: CvatRun
         try:
             record, new = await run_in_threadpool(queue.receive, comment.key, fields)
         except Exception as error:  # the queue's storage (SQLite file, Redis) is not available
-            log.error("delivery of %s not recorded: the queue failed (%s: %s)", comment.key, type(error).__name__,
-                      error)
-            return json_error(503, "queue_unavailable", "the service's queue cannot record the command now; nothing "
-                          "was done (redeliver it from CVAT's webhook page later)")
+            log.error(
+                "delivery of %s not recorded: the queue failed (%s: %s)", comment.key, type(error).__name__, error
+            )
+            return json_error(
+                503,
+                "queue_unavailable",
+                "the service's queue cannot record the command now; nothing "
+                "was done (redeliver it from CVAT's webhook page later)",
+            )
         if not new:
             return JSONResponse({"duplicate": comment.key, "state": record["state"]})
-        return JSONResponse({"accepted": comment.key, "state": record["state"]}, status_code=202,
-                            background=BackgroundTask(runs.acknowledge, queue, record))
+        return JSONResponse(
+            {"accepted": comment.key, "state": record["state"]},
+            status_code=202,
+            background=BackgroundTask(runs.acknowledge, queue, record),
+        )
 
     async def health(request: Request) -> JSONResponse:
         """Counts of runs by state for anyone; with the service token, also the queue's kind and who
@@ -106,23 +124,31 @@ def webhook_routes(settings: WebhookSettings, queue: WebhookQueue, runs: CvatRun
         answer: dict[str, Any] = {"runs": dict(Counter(r["state"] for r in records))}
         given = request.headers.get("authorization", "").encode()
         if settings.token and hmac.compare_digest(given, f"Bearer {settings.token}".encode()):
-            answer.update(queue="redis" if settings.redis_url else "sqlite",
-                          pending_tasks=await run_in_threadpool(queue.huey.pending_count),
-                          running={r["key"]: r.get("worker") for r in records if r["state"] in ("running", "written")})
+            answer.update(
+                queue="redis" if settings.redis_url else "sqlite",
+                pending_tasks=await run_in_threadpool(queue.huey.pending_count),
+                running={r["key"]: r.get("worker") for r in records if r["state"] in ("running", "written")},
+            )
         return JSONResponse(answer)
 
     return [Route("/webhooks/cvat", deliver, methods=["POST"]), Route("/webhooks/health", health, methods=["GET"])]
 
 
-def create_webhook_app(settings: WebhookSettings, queue: WebhookQueue, runs: CvatRuns,
-                       http: ServeSettings = ServeSettings(), cvat_url: str | None = None) -> Starlette:
+def create_webhook_app(
+    settings: WebhookSettings,
+    queue: WebhookQueue,
+    runs: CvatRuns,
+    http: ServeSettings = ServeSettings(),
+    cvat_url: str | None = None,
+) -> Starlette:
     """The standalone companion with ``momentseg serve``'s protections: the webhook routes, and with
     ``cvat_url`` (where the companion reaches CVAT) the browser's runs API."""
     routes = webhook_routes(settings, queue, runs, http)
     if cvat_url:
         routes += runs_routes(settings, queue, cvat_url, http)
-    return protected_app(routes, http, hint="CVAT deliveries go to POST /webhooks/cvat, the browser's calls to "
-                         "/momentseg/api/")
+    return protected_app(
+        routes, http, hint="CVAT deliveries go to POST /webhooks/cvat, the browser's calls to /momentseg/api/"
+    )
 
 
 def routes_from_env(env: Mapping[str, str], http: ServeSettings) -> list[BaseRoute]:

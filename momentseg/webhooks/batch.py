@@ -19,8 +19,18 @@ from typing import Any, TextIO
 from momentseg.errors import InvalidInputError
 from momentseg.webhooks.queue import ACTIVE, CANCEL_PREFIX, FINAL, WebhookQueue, task_of
 
-SUMMARY_FIELDS = ("task", "label", "prompt", "state", "object", "frames_written", "moment_start", "moment_end",
-                  "worker", "error")
+SUMMARY_FIELDS = (
+    "task",
+    "label",
+    "prompt",
+    "state",
+    "object",
+    "frames_written",
+    "moment_start",
+    "moment_end",
+    "worker",
+    "error",
+)
 
 
 @dataclass(frozen=True)
@@ -48,8 +58,9 @@ def rows_from_file(path: str | Path) -> list[BatchRow]:
             raise InvalidInputError(f"--tasks {path} line {number}: expected task,label,prompt, got '{','.join(row)}'")
         task, label, prompt = row[0].strip(), row[1].strip(), ",".join(row[2:]).strip()
         if not task.isdigit() or not label or not prompt:
-            raise InvalidInputError(f"--tasks {path} line {number}: the task must be an id and the label and "
-                                    "prompt not empty")
+            raise InvalidInputError(
+                f"--tasks {path} line {number}: the task must be an id and the label and prompt not empty"
+            )
         rows.append(BatchRow(int(task), label, prompt))
     if not rows:
         raise InvalidInputError(f"--tasks {path} lists no task (rows of task,label,prompt)")
@@ -63,8 +74,9 @@ def project_rows(client, project_id: int, label: str, prompt: str) -> list[Batch
     tasks, page = [], 1
     while True:
         with cvat_errors(f"the tasks of project {project_id}"):
-            answer = client.api_client.tasks_api.list(project_id=project_id, page=page, page_size=100,
-                                                      _parse_response=False, _request_timeout=(10.0, 60.0))[1]
+            answer = client.api_client.tasks_api.list(
+                project_id=project_id, page=page, page_size=100, _parse_response=False, _request_timeout=(10.0, 60.0)
+            )[1]
         data = json.loads(answer.data)
         tasks += [task["id"] for task in data["results"]]
         if not data.get("next"):
@@ -79,9 +91,18 @@ def run_key(batch: str, task: int) -> str:
     return f"batch:{batch}:{task}"
 
 
-def queue_batch(queue: WebhookQueue, batch: str, rows: list[BatchRow], *, host: str, user: str,
-                output: str = "mask", moment_label: str | None = None, create_labels: bool = False,
-                options: dict[str, Any] | None = None) -> tuple[list[str], list[str]]:
+def queue_batch(
+    queue: WebhookQueue,
+    batch: str,
+    rows: list[BatchRow],
+    *,
+    host: str,
+    user: str,
+    output: str = "mask",
+    moment_label: str | None = None,
+    create_labels: bool = False,
+    options: dict[str, Any] | None = None,
+) -> tuple[list[str], list[str]]:
     """Queue one run per row (``options``: method options over the workers' own); (keys queued now, keys
     already done or under way)."""
     if len({row.task for row in rows}) != len(rows):
@@ -89,15 +110,31 @@ def queue_batch(queue: WebhookQueue, batch: str, rows: list[BatchRow], *, host: 
     waiting = queue.waiting()
     new = [row for row in rows if (queue.get(run_key(batch, row.task)) or {}).get("state") not in (*ACTIVE, "done")]
     if waiting + len(new) > queue.max_waiting:
-        raise InvalidInputError(f"the queue holds {waiting} waiting runs; {len(new)} more would pass its limit of "
-                                f"{queue.max_waiting} (MOMENTSEG_QUEUE_MAX_WAITING)")
+        raise InvalidInputError(
+            f"the queue holds {waiting} waiting runs; {len(new)} more would pass its limit of "
+            f"{queue.max_waiting} (MOMENTSEG_QUEUE_MAX_WAITING)"
+        )
     queued, kept = [], []
     for row in rows:
         key = run_key(batch, row.task)
-        record, fresh = queue.receive(key, dict(
-            command="segment", source="batch", batch=batch, task_id=row.task, label=row.label, prompt=row.prompt,
-            object_id=None, output=output, moment_label=moment_label, create_labels=create_labels, user=user,
-            host=host, options=options or {}))
+        record, fresh = queue.receive(
+            key,
+            dict(
+                command="segment",
+                source="batch",
+                batch=batch,
+                task_id=row.task,
+                label=row.label,
+                prompt=row.prompt,
+                object_id=None,
+                output=output,
+                moment_label=moment_label,
+                create_labels=create_labels,
+                user=user,
+                host=host,
+                options=options or {},
+            ),
+        )
         if not fresh and record["state"] in ("failed", "cancelled"):  # resuming: try it again
             queue.huey.delete(CANCEL_PREFIX + key)
             record.update(state="received", error=None, percent=0, stage=None)
@@ -127,11 +164,20 @@ def summary_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for record in records:
         outcome = record.get("outcome") or {}
         moment = outcome.get("moment") or {}
-        rows.append({"task": task_of(record), "label": record.get("label"), "prompt": record.get("prompt"),
-                     "state": record["state"], "object": outcome.get("object_id"),
-                     "frames_written": outcome.get("frames", 0) if record["state"] == "done" else 0,
-                     "moment_start": moment.get("start_frame"), "moment_end": moment.get("end_frame"),
-                     "worker": record.get("worker"), "error": record.get("error")})
+        rows.append(
+            {
+                "task": task_of(record),
+                "label": record.get("label"),
+                "prompt": record.get("prompt"),
+                "state": record["state"],
+                "object": outcome.get("object_id"),
+                "frames_written": outcome.get("frames", 0) if record["state"] == "done" else 0,
+                "moment_start": moment.get("start_frame"),
+                "moment_end": moment.get("end_frame"),
+                "worker": record.get("worker"),
+                "error": record.get("error"),
+            }
+        )
     return rows
 
 
@@ -155,21 +201,23 @@ def table(records: list[dict[str, Any]]) -> list[str]:
     for row, record in zip(summary_rows(records), records, strict=True):
         percent = 100 if record["state"] == "done" else record.get("percent", 0)
         moment = f"{row['moment_start']}-{row['moment_end']}" if row["moment_start"] is not None else "-"
-        lines.append(f"{row['task']:>6}  {record['state']:<9} {percent:>3}%  {(row['worker'] or '-')[:22]:<22} "
-                     f"{moment:<11} {(row['error'] or '')[:80]}")
+        lines.append(
+            f"{row['task']:>6}  {record['state']:<9} {percent:>3}%  {(row['worker'] or '-')[:22]:<22} "
+            f"{moment:<11} {(row['error'] or '')[:80]}"
+        )
     return lines
 
 
-def follow(queue: WebhookQueue, batch: str, out: TextIO = sys.stdout, every: float = 1.0,
-           timeout: float | None = None) -> list[dict[str, Any]]:
+def follow(
+    queue: WebhookQueue, batch: str, out: TextIO = sys.stdout, every: float = 1.0, timeout: float | None = None
+) -> list[dict[str, Any]]:
     """Show the batch until every run has finished: on a terminal a table redrawn in place and a progress
     bar; otherwise one line per change of state. The final records."""
     from tqdm import tqdm
 
     terminal = out.isatty()
     records = batch_records(queue, batch)
-    bar = tqdm(total=len(records), desc=f"batch {batch}", unit="task", file=sys.stderr,
-               disable=not sys.stderr.isatty())
+    bar = tqdm(total=len(records), desc=f"batch {batch}", unit="task", file=sys.stderr, disable=not sys.stderr.isatty())
     seen: dict[str, str] = {}
     drawn = 0
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -187,8 +235,11 @@ def follow(queue: WebhookQueue, batch: str, out: TextIO = sys.stdout, every: flo
                 for record in records:
                     if seen.get(record["key"]) != record["state"]:
                         seen[record["key"]] = record["state"]
-                        out.write(f"task {task_of(record)}: {record['state']}"
-                                  + (f" - {record['error']}" if record.get("error") else "") + "\n")
+                        out.write(
+                            f"task {task_of(record)}: {record['state']}"
+                            + (f" - {record['error']}" if record.get("error") else "")
+                            + "\n"
+                        )
             out.flush()
             if finished == len(records) or (deadline is not None and time.monotonic() > deadline):
                 return records

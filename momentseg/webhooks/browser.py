@@ -47,6 +47,7 @@ EDITING_ORG_ROLES = ("owner", "maintainer")
 
 # --- the person, as CVAT sees them ---------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class Person:
     id: int
@@ -73,8 +74,9 @@ class CvatAsPerson:
             async with httpx.AsyncClient(timeout=CVAT_TIMEOUT, follow_redirects=False) as client:
                 answer = await client.get(self.cvat_url + path, params=params, headers=self._headers)
         except httpx.HTTPError as error:
-            raise HTTPError(502, "cvat_unreachable", f"CVAT did not answer ({type(error).__name__}); try again "
-                            "later") from None
+            raise HTTPError(
+                502, "cvat_unreachable", f"CVAT did not answer ({type(error).__name__}); try again later"
+            ) from None
         if answer.status_code >= 500:
             raise HTTPError(502, "cvat_error", f"CVAT answered HTTP {answer.status_code}; try again later")
         try:
@@ -89,8 +91,11 @@ class CvatAsPerson:
         if status in (401, 403) or not isinstance(user, dict):
             raise HTTPError(401, "not_logged_in", "CVAT does not know this session: log in to CVAT again")
         groups = set(user.get("groups") or [])
-        privilege = ("admin" if user.get("is_superuser") or "admin" in groups else
-                     next((g for g in ("user", "worker") if g in groups), None))
+        privilege = (
+            "admin"
+            if user.get("is_superuser") or "admin" in groups
+            else next((g for g in ("user", "worker") if g in groups), None)
+        )
         return Person(int(user["id"]), str(user["username"]), privilege)
 
     async def task(self, task_id: int) -> dict[str, Any]:
@@ -105,9 +110,15 @@ class CvatAsPerson:
         jobs = await self.jobs(task_id)
         if not jobs:
             raise HTTPError(403, "may_not_view", f"you may not open task {task_id} in CVAT")
-        return {"id": task_id, "project_id": jobs[0].get("project_id"), "organization": jobs[0].get("organization"),
-                "owner": None, "assignee": None, "jobs": {"count": None},
-                "visible_jobs": [int(job["id"]) for job in jobs]}
+        return {
+            "id": task_id,
+            "project_id": jobs[0].get("project_id"),
+            "organization": jobs[0].get("organization"),
+            "owner": None,
+            "assignee": None,
+            "jobs": {"count": None},
+            "visible_jobs": [int(job["id"]) for job in jobs],
+        }
 
     async def jobs(self, task_id: int) -> list[dict[str, Any]]:
         """The task's jobs this person may see."""
@@ -147,8 +158,10 @@ class CvatAsPerson:
         count = (task.get("jobs") or {}).get("count", len(jobs))
         if mine and len(mine) == count:
             return None
-        return (f"you may edit only the jobs assigned to you in task {task['id']}, and this run writes to all "
-                "of its jobs: pick your job, or ask the task's owner")
+        return (
+            f"you may edit only the jobs assigned to you in task {task['id']}, and this run writes to all "
+            "of its jobs: pick your job, or ask the task's owner"
+        )
 
 
 def _is(person: Person, user: dict | None) -> bool:
@@ -156,6 +169,7 @@ def _is(person: Person, user: dict | None) -> bool:
 
 
 # --- bodies --------------------------------------------------------------------------------------
+
 
 def _field(body: dict, name: str, kind, required: bool = True, allow_none: bool = False):
     if name not in body or (body[name] is None and allow_none):
@@ -179,8 +193,12 @@ def checked_options(value: Any) -> dict[str, Any]:
     for name, given in value.items():
         declared = declaration(name)
         if declared is None or name in BODY_FIELDS:
-            raise HTTPError(400, "bad_request", f"'options.{str(name)[:40]}' is not a method option (the list: "
-                            f"GET {PREFIX}/about{'; it is a field of the body' if name in BODY_FIELDS else ''})")
+            raise HTTPError(
+                400,
+                "bad_request",
+                f"'options.{str(name)[:40]}' is not a method option (the list: "
+                f"GET {PREFIX}/about{'; it is a field of the body' if name in BODY_FIELDS else ''})",
+            )
         try:
             check_value(declared, given)
         except InvalidInputError as error:
@@ -201,10 +219,18 @@ def _run_fields(body: dict) -> dict[str, Any]:
         job = _field(body, "job", int, required=False, allow_none=True)
         frames = body.get("frames")
         if frames is not None:
-            if not isinstance(frames, dict) or not all(isinstance(frames.get(k), int) and not isinstance(
-                    frames.get(k), bool) for k in ("start", "stop")) or not 0 <= frames["start"] < frames["stop"]:
-                raise HTTPError(400, "bad_request", "'frames' must be {\"start\": a, \"stop\": b} with 0 <= a < b "
-                                "(task frames, b excluded), or null")
+            if (
+                not isinstance(frames, dict)
+                or not all(
+                    isinstance(frames.get(k), int) and not isinstance(frames.get(k), bool) for k in ("start", "stop")
+                )
+                or not 0 <= frames["start"] < frames["stop"]
+            ):
+                raise HTTPError(
+                    400,
+                    "bad_request",
+                    '\'frames\' must be {"start": a, "stop": b} with 0 <= a < b (task frames, b excluded), or null',
+                )
             frames = {"frame_start": frames["start"], "frame_stop": frames["stop"] - 1}
         output = body.get("output", "mask")
         if output not in ("mask", "polygon"):
@@ -212,8 +238,16 @@ def _run_fields(body: dict) -> dict[str, Any]:
         create = body.get("create_moment_label", False)
         if not isinstance(create, bool):
             raise HTTPError(400, "bad_request", "'create_moment_label' must be true or false")
-        fields = dict(command="segment", prompt=prompt, label=label, job=job, frames=frames, output=output,
-                      create_labels=create, object_id=None)
+        fields = dict(
+            command="segment",
+            prompt=prompt,
+            label=label,
+            job=job,
+            frames=frames,
+            output=output,
+            create_labels=create,
+            object_id=None,
+        )
     elif kind == "refine":
         prompt = _field(body, "prompt", str, allow_none=True)
         fields = dict(command="refine", object_id=_field(body, "object", int), prompt=prompt, label=None, job=None)
@@ -232,6 +266,7 @@ def _run_fields(body: dict) -> dict[str, Any]:
 
 # --- what the browser sees of a run --------------------------------------------------------------
 
+
 def _iso(seconds: float | None) -> str | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC).isoformat()
 
@@ -239,45 +274,76 @@ def _iso(seconds: float | None) -> str | None:
 def run_view(record: dict[str, Any], position: int | None) -> dict[str, Any]:
     """A run record as the API shows it (RUNS_API's ``<run>``)."""
     state = {"received": "queued", "retrying": "queued", "written": "running", "refused": "failed"}.get(
-        record["state"], record["state"])
+        record["state"], record["state"]
+    )
     outcome = record.get("outcome") or {}
     result = None
     if record["state"] == "done" and outcome:
         moment = outcome.get("moment")
-        result = {"object": outcome.get("object_id"), "frames_written": outcome.get("frames", 0),
-                  "output": outcome.get("output", record.get("output") or "mask"), "fps": outcome.get("fps"),
-                  "moment": None if not moment else {"start": moment["start_frame"], "end": moment["end_frame"],
-                                                     "start_s": moment["start_sec"], "end_s": moment["end_sec"]},
-                  "keyframes": outcome.get("keyframes", []), "center": outcome.get("center")}
+        result = {
+            "object": outcome.get("object_id"),
+            "frames_written": outcome.get("frames", 0),
+            "output": outcome.get("output", record.get("output") or "mask"),
+            "fps": outcome.get("fps"),
+            "moment": None
+            if not moment
+            else {
+                "start": moment["start_frame"],
+                "end": moment["end_frame"],
+                "start_s": moment["start_sec"],
+                "end_s": moment["end_sec"],
+            },
+            "keyframes": outcome.get("keyframes", []),
+            "center": outcome.get("center"),
+        }
         if record["command"] == "refine":
             written = outcome.get("written", {})
             result.update(frames_written=written.get("updated", 0) + written.get("created", 0), moment=None)
-    return {"id": record["key"].replace("/", "~"), "kind": "annotate" if record["command"] == "segment" else "refine",
-            "task": task_of(record), "job": record.get("job"), "prompt": record.get("prompt") or "",
-            "label": record.get("label") or (outcome.get("label") or ""), "user": record.get("user") or
-            record.get("author") or "", "state": state, "stage": record.get("stage"),
-            "percent": 100 if record["state"] == "done" else int(record.get("percent", 0)),
-            "position": position if state == "queued" else None, "worker": record.get("worker"),
-            "created": _iso(record["created"]), "updated": _iso(record.get("updated")), "result": result,
-            "error": record.get("error") if state in ("failed", "cancelled") else None}
+    return {
+        "id": record["key"].replace("/", "~"),
+        "kind": "annotate" if record["command"] == "segment" else "refine",
+        "task": task_of(record),
+        "job": record.get("job"),
+        "prompt": record.get("prompt") or "",
+        "label": record.get("label") or (outcome.get("label") or ""),
+        "user": record.get("user") or record.get("author") or "",
+        "state": state,
+        "stage": record.get("stage"),
+        "percent": 100 if record["state"] == "done" else int(record.get("percent", 0)),
+        "position": position if state == "queued" else None,
+        "worker": record.get("worker"),
+        "created": _iso(record["created"]),
+        "updated": _iso(record.get("updated")),
+        "result": result,
+        "error": record.get("error") if state in ("failed", "cancelled") else None,
+    }
 
 
 # --- routes --------------------------------------------------------------------------------------
 
-def runs_routes(settings: WebhookSettings, queue: WebhookQueue, cvat_url: str,
-                http: ServeSettings = ServeSettings()) -> list[BaseRoute]:
+
+def runs_routes(
+    settings: WebhookSettings, queue: WebhookQueue, cvat_url: str, http: ServeSettings = ServeSettings()
+) -> list[BaseRoute]:
     """``/momentseg/api/...``: about, list, start, show and cancel runs."""
 
     def check_csrf(request: Request) -> None:
         if request.headers.get(CSRF_HEADER) != CSRF_VALUE:
-            raise HTTPError(403, "missing_header", f"a POST needs the header {CSRF_HEADER}: {CSRF_VALUE} (a guard "
-                            "against cross-site requests)")
+            raise HTTPError(
+                403,
+                "missing_header",
+                f"a POST needs the header {CSRF_HEADER}: {CSRF_VALUE} (a guard against cross-site requests)",
+            )
 
     async def allowed_task(cvat: CvatAsPerson, task_id: int) -> dict[str, Any]:
         task = await cvat.task(task_id)
         if task.get("project_id") not in settings.projects:
-            raise HTTPError(403, "project_not_enabled", f"MomentSeg is not enabled for task {task_id}'s project; "
-                            "the administrator lists the projects it serves in MOMENTSEG_WEBHOOK_PROJECTS")
+            raise HTTPError(
+                403,
+                "project_not_enabled",
+                f"MomentSeg is not enabled for task {task_id}'s project; "
+                "the administrator lists the projects it serves in MOMENTSEG_WEBHOOK_PROJECTS",
+            )
         return task
 
     async def record_or_404(run_id: str) -> dict[str, Any]:
@@ -297,17 +363,19 @@ def runs_routes(settings: WebhookSettings, queue: WebhookQueue, cvat_url: str,
         from momentseg.pipeline import MAX_PROMPT_CHARS
         from momentseg.service import Limits
 
-        return JSONResponse({"version": __version__, "options": [o for o in describe_options()
-                                                                 if o["name"] not in BODY_FIELDS],
-                             "limits": {"max_frames": Limits.from_env(os.environ).max_frames,
-                                        "max_prompt_chars": MAX_PROMPT_CHARS}})
+        return JSONResponse(
+            {
+                "version": __version__,
+                "options": [o for o in describe_options() if o["name"] not in BODY_FIELDS],
+                "limits": {"max_frames": Limits.from_env(os.environ).max_frames, "max_prompt_chars": MAX_PROMPT_CHARS},
+            }
+        )
 
     async def list_runs(request: Request) -> JSONResponse:
         try:
             task_id = int(request.query_params["task"])
         except (KeyError, ValueError):
-            raise HTTPError(400, "bad_request", "'task' must be given as a task id: "
-                            f"{PREFIX}/runs?task=<id>") from None
+            raise HTTPError(400, "bad_request", f"'task' must be given as a task id: {PREFIX}/runs?task=<id>") from None
         cvat = CvatAsPerson(cvat_url, request)
         await cvat.person()
         task = await cvat.task(task_id)
@@ -337,11 +405,20 @@ def runs_routes(settings: WebhookSettings, queue: WebhookQueue, cvat_url: str,
         if why_not:
             raise HTTPError(403, "may_not_edit", f"you may not edit task {fields['task_id']}: {why_not}")
         if await run_in_threadpool(queue.waiting) >= queue.max_waiting:
-            raise HTTPError(429, "queue_full", f"{queue.max_waiting} runs are already waiting; try again in a few "
-                            "minutes", headers={"Retry-After": "60"})
+            raise HTTPError(
+                429,
+                "queue_full",
+                f"{queue.max_waiting} runs are already waiting; try again in a few minutes",
+                headers={"Retry-After": "60"},
+            )
         run_id = uuid.uuid4().hex[:16]
-        record, _ = await run_in_threadpool(queue.receive, run_id, dict(
-            fields, source="browser", user=person.username, host=settings_host(), project_id=task.get("project_id")))
+        record, _ = await run_in_threadpool(
+            queue.receive,
+            run_id,
+            dict(
+                fields, source="browser", user=person.username, host=settings_host(), project_id=task.get("project_id")
+            ),
+        )
         await run_in_threadpool(queue.start, record)
         return JSONResponse(run_view(record, await run_in_threadpool(queue.ahead_of, run_id)), status_code=202)
 
@@ -361,15 +438,19 @@ def runs_routes(settings: WebhookSettings, queue: WebhookQueue, cvat_url: str,
         if record.get("user") != person.username:
             why_not = await cvat.may_edit(person, task, record.get("job"))
             if why_not:
-                raise HTTPError(403, "may_not_edit", f"only who started run {record['key']} or who may edit task "
-                                f"{task['id']} may cancel it: {why_not}")
+                raise HTTPError(
+                    403,
+                    "may_not_edit",
+                    f"only who started run {record['key']} or who may edit task {task['id']} may cancel it: {why_not}",
+                )
         await run_in_threadpool(queue.cancel, record["key"])
         record = await record_or_404(record["key"])
         return JSONResponse(run_view(record, await run_in_threadpool(queue.ahead_of, record["key"])))
 
-    return [Route(f"{PREFIX}/about", about, methods=["GET"]),
-            Route(f"{PREFIX}/runs", list_runs, methods=["GET"]),
-            Route(f"{PREFIX}/runs", start, methods=["POST"]),
-            Route(f"{PREFIX}/runs/{{run_id}}", show, methods=["GET"]),
-            Route(f"{PREFIX}/runs/{{run_id}}/cancel", cancel, methods=["POST"])]
-
+    return [
+        Route(f"{PREFIX}/about", about, methods=["GET"]),
+        Route(f"{PREFIX}/runs", list_runs, methods=["GET"]),
+        Route(f"{PREFIX}/runs", start, methods=["POST"]),
+        Route(f"{PREFIX}/runs/{{run_id}}", show, methods=["GET"]),
+        Route(f"{PREFIX}/runs/{{run_id}}/cancel", cancel, methods=["POST"]),
+    ]

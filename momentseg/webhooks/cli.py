@@ -48,25 +48,41 @@ def register(commands) -> None:
 
 def add_batch_options(annotate: argparse.ArgumentParser) -> None:
     """``momentseg cvat annotate --project/--tasks``: the batch's name, following it, its summary."""
-    group = annotate.add_argument_group("batches (--project, --tasks): runs on the webhook queue "
-                                        "(MOMENTSEG_REDIS_URL or MOMENTSEG_WEBHOOK_QUEUE), done by its workers")
-    group.add_argument("--batch", help="the batch's name (default: project-P or the file's name); the same "
-                       "name again resumes it: only runs not done are queued")
-    group.add_argument("--detach", action="store_true", help="queue the runs and return (follow them with "
-                       "'momentseg webhooks runs --batch NAME --watch')")
-    group.add_argument("--summary", metavar="FILE", help="when the batch has finished, write its summary "
-                       "(.json, else CSV): task, object, frames written, moment")
-    group.add_argument("--queue", help="SQLite file of the queue (MOMENTSEG_WEBHOOK_QUEUE); ignored with "
-                       "MOMENTSEG_REDIS_URL")
+    group = annotate.add_argument_group(
+        "batches (--project, --tasks): runs on the webhook queue "
+        "(MOMENTSEG_REDIS_URL or MOMENTSEG_WEBHOOK_QUEUE), done by its workers"
+    )
+    group.add_argument(
+        "--batch",
+        help="the batch's name (default: project-P or the file's name); the same "
+        "name again resumes it: only runs not done are queued",
+    )
+    group.add_argument(
+        "--detach",
+        action="store_true",
+        help="queue the runs and return (follow them with 'momentseg webhooks runs --batch NAME --watch')",
+    )
+    group.add_argument(
+        "--summary",
+        metavar="FILE",
+        help="when the batch has finished, write its summary (.json, else CSV): task, object, frames written, moment",
+    )
+    group.add_argument(
+        "--queue", help="SQLite file of the queue (MOMENTSEG_WEBHOOK_QUEUE); ignored with MOMENTSEG_REDIS_URL"
+    )
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("webhook settings (defaults from MOMENTSEG_WEBHOOK_* variables)")
-    group.add_argument("--queue", help="SQLite file of the queue (MOMENTSEG_WEBHOOK_QUEUE); ignored with "
-                       "MOMENTSEG_REDIS_URL")
+    group.add_argument(
+        "--queue", help="SQLite file of the queue (MOMENTSEG_WEBHOOK_QUEUE); ignored with MOMENTSEG_REDIS_URL"
+    )
     group.add_argument("--projects", help="CVAT project ids answered, comma-separated (MOMENTSEG_WEBHOOK_PROJECTS)")
-    group.add_argument("--cvat-hosts", help="host[:port] names CVAT uses in its deliveries, comma-separated "
-                       "(MOMENTSEG_WEBHOOK_CVAT_HOSTS; default: CVAT_HOST's)")
+    group.add_argument(
+        "--cvat-hosts",
+        help="host[:port] names CVAT uses in its deliveries, comma-separated "
+        "(MOMENTSEG_WEBHOOK_CVAT_HOSTS; default: CVAT_HOST's)",
+    )
 
 
 def _settings(args: argparse.Namespace):
@@ -75,8 +91,11 @@ def _settings(args: argparse.Namespace):
     from momentseg.webhooks.config import WebhookSettings
 
     env = dict(os.environ)
-    for flag, name in (("queue", "MOMENTSEG_WEBHOOK_QUEUE"), ("projects", "MOMENTSEG_WEBHOOK_PROJECTS"),
-                       ("cvat_hosts", "MOMENTSEG_WEBHOOK_CVAT_HOSTS")):
+    for flag, name in (
+        ("queue", "MOMENTSEG_WEBHOOK_QUEUE"),
+        ("projects", "MOMENTSEG_WEBHOOK_PROJECTS"),
+        ("cvat_hosts", "MOMENTSEG_WEBHOOK_CVAT_HOSTS"),
+    ):
         if getattr(args, flag, None):
             env[name] = getattr(args, flag)
     return WebhookSettings.from_env(env)
@@ -94,8 +113,10 @@ def build(settings, make_runner=None, env=None, fps=None):
     if not credentials["host"]:
         raise CvatConfigurationError("no CVAT server configured: set CVAT_HOST (how this service reaches CVAT)")
     if not credentials["access_token"] and not (credentials["user"] and credentials["password"]):
-        raise CvatConfigurationError("no CVAT credentials for the service account: set CVAT_ACCESS_TOKEN (or "
-                                     "CVAT_USER and CVAT_PASSWORD), or CVAT_CREDENTIALS_FILE")
+        raise CvatConfigurationError(
+            "no CVAT credentials for the service account: set CVAT_ACCESS_TOKEN (or "
+            "CVAT_USER and CVAT_PASSWORD), or CVAT_CREDENTIALS_FILE"
+        )
 
     runs = CvatRuns(settings, functools.partial(connect_from_env, env), make_runner, **({"fps": fps} if fps else {}))
     return open_queue(settings, runs), runs
@@ -105,10 +126,16 @@ def open_queue(settings, runs=None):
     """The queue these settings name (the runs behind it: only where it runs them)."""
     from momentseg.webhooks.queue import WebhookQueue, open_huey
 
-    return WebhookQueue(open_huey(settings.queue_path, settings.redis_url), runs, retries=settings.retries,
-                        retry_delay=settings.retry_delay, progress_step=settings.progress_step,
-                        lease_seconds=settings.lease_seconds, retention_days=settings.retention_days,
-                        max_waiting=settings.max_waiting)
+    return WebhookQueue(
+        open_huey(settings.queue_path, settings.redis_url),
+        runs,
+        retries=settings.retries,
+        retry_delay=settings.retry_delay,
+        progress_step=settings.progress_step,
+        lease_seconds=settings.lease_seconds,
+        retention_days=settings.retention_days,
+        max_waiting=settings.max_waiting,
+    )
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -127,8 +154,11 @@ def _run_serve(args: argparse.Namespace) -> int:
         raise MomentSegError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     host, port = sock.getsockname()[:2]
-    print(f"answering CVAT webhooks on http://{host}:{port}/webhooks/cvat for projects "
-          f"{sorted(settings.projects)} of {sorted(settings.cvat_hosts)}", flush=True)
+    print(
+        f"answering CVAT webhooks on http://{host}:{port}/webhooks/cvat for projects "
+        f"{sorted(settings.projects)} of {sorted(settings.cvat_hosts)}",
+        flush=True,
+    )
     app = create_webhook_app(settings, queue, runs, http, cvat_url=os.environ.get("CVAT_HOST"))
     make_server(app, sock, settings=http).run(sockets=[sock])
     return 0
@@ -169,8 +199,11 @@ def _run_worker(args: argparse.Namespace) -> int:
     make_runner = runner_factory(args)
     queue, _ = build(settings, make_runner, fps=args.fps)
     requeued = queue.recover()
-    print(f"worker {queue.worker} on {'Redis' if settings.redis_url else settings.queue_path}: {len(requeued)} "
-          f"unfinished runs re-queued; leases of {settings.lease_seconds:g} s", flush=True)
+    print(
+        f"worker {queue.worker} on {'Redis' if settings.redis_url else settings.queue_path}: {len(requeued)} "
+        f"unfinished runs re-queued; leases of {settings.lease_seconds:g} s",
+        flush=True,
+    )
     consumer = queue.consumer(args.workers)
     queue.stopping = consumer.stop_flag  # set on SIGTERM: a run not yet writing is handed back
     stop = threading.Event()
@@ -217,12 +250,22 @@ def run_batch(args: argparse.Namespace, connect) -> int:
         client = connect()
     queue = open_queue(settings)
     user = client.api_client.users_api.retrieve_self(_request_timeout=(10.0, 30.0))[0].username
-    queued, kept = batch.queue_batch(queue, name, rows, host=urlsplit(client.api_client.configuration.host).netloc,
-                                     user=user, output=options_from_args(args).output, options={
-                                         k: v for k, v in given_options(args).items() if k not in ("label", "output")},
-                                     moment_label=args.moment_label, create_labels=args.create_labels)
-    print(f"batch {name}: {len(queued)} runs queued, {len(kept)} already done or under way "
-          f"(follow: momentseg webhooks runs --batch {name} --watch)", flush=True)
+    queued, kept = batch.queue_batch(
+        queue,
+        name,
+        rows,
+        host=urlsplit(client.api_client.configuration.host).netloc,
+        user=user,
+        output=options_from_args(args).output,
+        options={k: v for k, v in given_options(args).items() if k not in ("label", "output")},
+        moment_label=args.moment_label,
+        create_labels=args.create_labels,
+    )
+    print(
+        f"batch {name}: {len(queued)} runs queued, {len(kept)} already done or under way "
+        f"(follow: momentseg webhooks runs --batch {name} --watch)",
+        flush=True,
+    )
     if args.detach:
         return 0
     records = batch.follow(queue, name)
@@ -242,14 +285,18 @@ def _run_runs(args: argparse.Namespace) -> int:
         for record in queue.records():
             what = record.get("prompt") or record.get("object_id") or record.get("command")
             error = f" - {record['error']}" if record.get("error") else ""
-            print(f"{record['key']}  {record['state']:<9} {record.get('percent', 0):>3}%  {record['command']} "
-                  f"{what}  {record.get('worker') or '-'}{error}")
+            print(
+                f"{record['key']}  {record['state']:<9} {record.get('percent', 0):>3}%  {record['command']} "
+                f"{what}  {record.get('worker') or '-'}{error}"
+            )
         return 0
     if not batch.batch_records(queue, args.batch):
         raise MomentSegError(f"there is no batch '{args.batch}' on this queue")
     if args.cancel:
-        print(f"batch {args.batch}: {batch.cancel_batch(queue, args.batch)} unfinished runs cancelled (a run "
-              "already writing finishes)")
+        print(
+            f"batch {args.batch}: {batch.cancel_batch(queue, args.batch)} unfinished runs cancelled (a run "
+            "already writing finishes)"
+        )
     records = batch.follow(queue, args.batch) if args.watch else batch.batch_records(queue, args.batch)
     if not args.watch:
         print("\n".join(batch.table(records)))

@@ -81,14 +81,17 @@ def parse_command(text: str) -> Command | None:
     if word == "segment":
         label = options.pop("label", None)
         if not rest:
-            raise CommandError("/segment needs a description of the object. Example: /segment the man who picks "
-                               "up the phone")
+            raise CommandError(
+                "/segment needs a description of the object. Example: /segment the man who picks up the phone"
+            )
         return Segment(rest, label, options)
     if word == "refine":
         match = _OBJECT_ID.match(rest)
         if not match:
-            raise CommandError(f"/refine needs the object id first (a number, as in the reply that created the "
-                               f"object), got '{rest[:40]}'. Example: /refine 3")
+            raise CommandError(
+                f"/refine needs the object id first (a number, as in the reply that created the "
+                f"object), got '{rest[:40]}'. Example: /refine 3"
+            )
         if "label" in options:
             raise CommandError("/refine keeps the object's label: leave out label:")
         return Refine(int(match.group(1)), match.group(2) or None, options)
@@ -107,8 +110,11 @@ def _take_options(rest: str) -> tuple[dict[str, Any], str]:
             raise CommandError(f"give {declared.name}: once. Example: /segment the red car {declared.name}:...")
         text = match.group(2) if match.group(2) is not None else match.group(3)
         if not text.strip():
-            raise CommandError('label: needs a name, e.g. label:car or label:"traffic light"'
-                               if declared.name == "label" else f"{declared.name}: needs a value")
+            raise CommandError(
+                'label: needs a name, e.g. label:car or label:"traffic light"'
+                if declared.name == "label"
+                else f"{declared.name}: needs a value"
+            )
         try:
             options[declared.name] = parse_value(declared, text)
         except InvalidInputError as error:

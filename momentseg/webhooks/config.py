@@ -43,14 +43,18 @@ class WebhookSettings:
     def check_endpoint(self) -> None:
         """What answering CVAT's webhooks needs (a batch from the command line needs only the queue)."""
         if not self.secret:
-            raise WebhookConfigError("no webhook secret: set MOMENTSEG_WEBHOOK_SECRET (or "
-                                     "MOMENTSEG_WEBHOOK_SECRET_FILE) to the secret given to CVAT's webhook; the "
-                                     "endpoint does not start without it")
+            raise WebhookConfigError(
+                "no webhook secret: set MOMENTSEG_WEBHOOK_SECRET (or "
+                "MOMENTSEG_WEBHOOK_SECRET_FILE) to the secret given to CVAT's webhook; the "
+                "endpoint does not start without it"
+            )
         if not self.cvat_hosts:
             raise WebhookConfigError("no CVAT host accepted: set MOMENTSEG_WEBHOOK_CVAT_HOSTS (or CVAT_HOST)")
         if not self.projects:
-            raise WebhookConfigError("no CVAT project accepted: set MOMENTSEG_WEBHOOK_PROJECTS to the project ids "
-                                     "whose webhooks this service answers (comma-separated)")
+            raise WebhookConfigError(
+                "no CVAT project accepted: set MOMENTSEG_WEBHOOK_PROJECTS to the project ids "
+                "whose webhooks this service answers (comma-separated)"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, endpoint: bool = True, **overrides) -> WebhookSettings:
@@ -64,11 +68,15 @@ class WebhookSettings:
             projects = [int(p) for p in _split(env.get("MOMENTSEG_WEBHOOK_PROJECTS", ""))]
         except ValueError:
             raise WebhookConfigError(
-                "MOMENTSEG_WEBHOOK_PROJECTS must be project ids (numbers), comma-separated") from None
+                "MOMENTSEG_WEBHOOK_PROJECTS must be project ids (numbers), comma-separated"
+            ) from None
         values = dict(
-            secret=secret, cvat_hosts=frozenset(h.lower() for h in hosts), projects=frozenset(projects),
-            queue_path=Path(env.get("MOMENTSEG_WEBHOOK_QUEUE") or Path(platformdirs.user_data_dir("momentseg"))
-                            / "webhooks.db"),
+            secret=secret,
+            cvat_hosts=frozenset(h.lower() for h in hosts),
+            projects=frozenset(projects),
+            queue_path=Path(
+                env.get("MOMENTSEG_WEBHOOK_QUEUE") or Path(platformdirs.user_data_dir("momentseg")) / "webhooks.db"
+            ),
             redis_url=env.get("MOMENTSEG_REDIS_URL") or None,
             label=env.get("MOMENTSEG_WEBHOOK_LABEL", "object"),
             moment_label=env.get("MOMENTSEG_MOMENT_LABEL", "moment"),
@@ -106,8 +114,9 @@ def _number(env: Mapping[str, str], name: str, kind: type, default):
     except ValueError:
         value = 0
     if value <= 0:
-        raise WebhookConfigError(f"{name} must be a positive {'whole ' if kind is int else ''}number, got "
-                                 f"'{env[name]}'")
+        raise WebhookConfigError(
+            f"{name} must be a positive {'whole ' if kind is int else ''}number, got '{env[name]}'"
+        )
     return value
 
 

@@ -45,8 +45,15 @@ class CommentCreated:
 
 def sender_host(payload: dict[str, Any]) -> str | None:
     """``host[:port]`` of the CVAT server, as it names itself in the delivery's absolute URLs."""
-    candidates = [payload.get("sender"), (payload.get("comment") or {}).get("owner"), payload.get("webhook"),
-                  payload.get("issue"), payload.get("job"), payload.get("task"), payload.get("project")]
+    candidates = [
+        payload.get("sender"),
+        (payload.get("comment") or {}).get("owner"),
+        payload.get("webhook"),
+        payload.get("issue"),
+        payload.get("job"),
+        payload.get("task"),
+        payload.get("project"),
+    ]
     for item in candidates:
         url = item.get("url") if isinstance(item, dict) else None
         if isinstance(url, str) and urlparse(url).netloc:

@@ -49,8 +49,9 @@ RETENTION_DAYS = 7.0
 MAX_WAITING = 100  # runs waiting in the queue before new ones are refused (HTTP 429)
 
 
-def open_huey(sqlite_path: str | Path | None = None, redis_url: str | None = None,
-              name: str = "momentseg-webhooks") -> Huey:
+def open_huey(
+    sqlite_path: str | Path | None = None, redis_url: str | None = None, name: str = "momentseg-webhooks"
+) -> Huey:
     """SqliteHuey on ``sqlite_path``, or RedisHuey when a Redis URL is given."""
     if redis_url:
         return RedisHuey(name, url=redis_url, results=False)
@@ -144,9 +145,20 @@ def worker_name() -> str:
 
 
 class WebhookQueue:
-    def __init__(self, huey: Huey, runs: Runs, *, retries: int = 6, retry_delay: float = 30.0,
-                 retry_backoff: float = 2.0, progress_step: int = 25, lease_seconds: float = LEASE_SECONDS,
-                 retention_days: float = RETENTION_DAYS, max_waiting: int = MAX_WAITING, worker: str | None = None):
+    def __init__(
+        self,
+        huey: Huey,
+        runs: Runs,
+        *,
+        retries: int = 6,
+        retry_delay: float = 30.0,
+        retry_backoff: float = 2.0,
+        progress_step: int = 25,
+        lease_seconds: float = LEASE_SECONDS,
+        retention_days: float = RETENTION_DAYS,
+        max_waiting: int = MAX_WAITING,
+        worker: str | None = None,
+    ):
         self.huey = huey
         self.runs = runs
         self.retries = retries
@@ -191,16 +203,30 @@ class WebhookQueue:
 
     def prompt_of(self, task_id: int, object_id: int) -> str | None:
         """The prompt a finished run made this object from, when this queue made it."""
-        return next((r["prompt"] for r in reversed(self.records()) if r.get("command") == "segment"
-                     and r["state"] == "done" and task_of(r) == task_id
-                     and (r.get("outcome") or {}).get("object_id") == object_id), None)
+        return next(
+            (
+                r["prompt"]
+                for r in reversed(self.records())
+                if r.get("command") == "segment"
+                and r["state"] == "done"
+                and task_of(r) == task_id
+                and (r.get("outcome") or {}).get("object_id") == object_id
+            ),
+            None,
+        )
 
     def ahead_of(self, key: str, records: list[dict[str, Any]] | None = None) -> int:
         """How many runs will start before this one (those that came before it and are not finished)."""
         records = self.records() if records is None else records
         mine = next((r for r in records if r["key"] == key), None)
-        return sum(1 for r in records if r["key"] != key and r["state"] in ACTIVE and r.get("command") in
-                   ("segment", "refine") and (mine is None or r["created"] <= mine["created"]))
+        return sum(
+            1
+            for r in records
+            if r["key"] != key
+            and r["state"] in ACTIVE
+            and r.get("command") in ("segment", "refine")
+            and (mine is None or r["created"] <= mine["created"])
+        )
 
     def waiting(self) -> int:
         return sum(1 for r in self.records() if r["state"] in WAITING)
@@ -279,8 +305,9 @@ class WebhookQueue:
                 if now is None or now["updated"] != record["updated"] or self.leases.holder(f"run:{key}"):
                     continue  # it moved on since the look above
                 was = now.get("worker")
-                log.info("run %s: taken over by %s (it was %s on %s)", key, self.worker, now["state"],
-                         was or "no worker")
+                log.info(
+                    "run %s: taken over by %s (it was %s on %s)", key, self.worker, now["state"], was or "no worker"
+                )
                 self.move(now, "queued" if now["state"] == "running" else now["state"], taken_over_from=was)
                 self.start(now)
                 taken.append(key)
@@ -332,8 +359,10 @@ class WebhookQueue:
                 except Exception as error:  # the queue's storage is down: try again next round
                     log.warning("housekeeping failed: %s: %s", type(error).__name__, error)
 
-        threads = [threading.Thread(target=renew, name="lease-renewal", daemon=True),
-                   threading.Thread(target=look_after, name="housekeeping", daemon=True)]
+        threads = [
+            threading.Thread(target=renew, name="lease-renewal", daemon=True),
+            threading.Thread(target=look_after, name="housekeeping", daemon=True),
+        ]
         for thread in threads:
             thread.start()
         return threads[0]
@@ -350,8 +379,9 @@ class WebhookQueue:
     def consumer(self, workers: int = 1):
         """huey's consumer; SIGTERM stops it gracefully: the run in progress finishes its write, or is
         handed back to the queue when it has not started writing."""
-        return self.huey.create_consumer(workers=workers, worker_type="thread", periodic=False,
-                                         graceful_signal="TERM", max_delay=1.0)  # SQLite is polled: ≤ 1 s
+        return self.huey.create_consumer(
+            workers=workers, worker_type="thread", periodic=False, graceful_signal="TERM", max_delay=1.0
+        )  # SQLite is polled: ≤ 1 s
 
     def _run(self, key: str, task=None) -> None:
         record = self.get(key)
@@ -388,8 +418,9 @@ class WebhookQueue:
             self.move(record, "queued", attempts=record["attempts"] - 1)  # waiting is not an attempt
             raise
         except LeaseLost:
-            log.warning("run %s: the lease was lost; %s stops it and leaves it to the worker that took it", key,
-                        self.worker)
+            log.warning(
+                "run %s: the lease was lost; %s stops it and leaves it to the worker that took it", key, self.worker
+            )
         except HandBack:
             log.info("run %s: handed back by %s, which is stopping", key, self.worker)
             self.move(record, "queued", attempts=record["attempts"] - 1, worker=None)

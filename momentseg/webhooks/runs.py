@@ -44,8 +44,13 @@ def record_for(comment: CommentCreated) -> dict[str, Any] | None:
     try:
         command = parse_command(comment.text)
     except CommandError as error:
-        return {"command": "reply", "reply": f"{SIGNATURE} {error}", "issue_id": comment.issue_id,
-                "author": comment.author, "host": comment.host}
+        return {
+            "command": "reply",
+            "reply": f"{SIGNATURE} {error}",
+            "issue_id": comment.issue_id,
+            "author": comment.author,
+            "host": comment.host,
+        }
     if command is None:
         return None
     fields = {"issue_id": comment.issue_id, "author": comment.author, "host": comment.host}
@@ -53,11 +58,18 @@ def record_for(comment: CommentCreated) -> dict[str, Any] | None:
         return dict(fields, command="reply", reply=f"{SIGNATURE} {HELP}")
     if isinstance(command, Segment):
         # the object's id is the comment's: unique on the server, and the same for every attempt
-        return dict(fields, command="segment", prompt=command.prompt, label=command.label,
-                    object_id=comment.comment_id, options=command.options)
+        return dict(
+            fields,
+            command="segment",
+            prompt=command.prompt,
+            label=command.label,
+            object_id=comment.comment_id,
+            options=command.options,
+        )
     if isinstance(command, Refine):
-        return dict(fields, command="refine", object_id=command.object_id, prompt=command.prompt,
-                    options=command.options)
+        return dict(
+            fields, command="refine", object_id=command.object_id, prompt=command.prompt, options=command.options
+        )
     raise AssertionError(command)
 
 
@@ -78,8 +90,13 @@ def _transient(error: BaseException | None) -> bool:
 class CvatRuns:
     """Runs commands against one CVAT server with one service account."""
 
-    def __init__(self, settings: WebhookSettings, connect: Callable[[], Client],
-                 make_runner: RunnerFactory | None = None, fps: float = DEFAULT_FPS):
+    def __init__(
+        self,
+        settings: WebhookSettings,
+        connect: Callable[[], Client],
+        make_runner: RunnerFactory | None = None,
+        fps: float = DEFAULT_FPS,
+    ):
         self.settings = settings
         self.fps = fps
         self._connect = connect
@@ -106,8 +123,10 @@ class CvatRuns:
                 raise RetryLater(str(error)) from None
             raise RunFailed(str(error)) from None
         if place.project_id not in self.settings.projects:
-            raise Refused(f"issue {place.issue_id} is in project {place.project_id}, not one of this service's "
-                          f"projects {sorted(self.settings.projects)}")
+            raise Refused(
+                f"issue {place.issue_id} is in project {place.project_id}, not one of this service's "
+                f"projects {sorted(self.settings.projects)}"
+            )
         return place
 
     # --- the webhook side: right after the 202 --------------------------------------------------
@@ -129,9 +148,12 @@ class CvatRuns:
             return
         queue.save(record)
         ahead = queue.ahead_of(record["key"])
-        self.reply(record, f"{SIGNATURE} queued: {self._what(record)}"
-                           + (f" ({ahead} run{'s' if ahead != 1 else ''} ahead)." if ahead else ".")
-                           + " I will reply here with the progress.")
+        self.reply(
+            record,
+            f"{SIGNATURE} queued: {self._what(record)}"
+            + (f" ({ahead} run{'s' if ahead != 1 else ''} ahead)." if ahead else ".")
+            + " I will reply here with the progress.",
+        )
         queue.start(record)
 
     # --- the worker side ----------------------------------------------------------------------
@@ -184,17 +206,20 @@ class CvatRuns:
 
     def _segment(self, client, context: RunContext, task_id: int, label: str, run, progress) -> dict[str, Any]:
         record = context.record
-        what = dict(moment_label=record.get("moment_label") or self.settings.moment_label,
-                    create_labels=record.get("create_labels", self.settings.create_labels), progress=progress,
-                    job_id=record.get("job"), frames=record.get("frames"), output=record.get("output") or "mask",
-                    fps=self.fps)
+        what = dict(
+            moment_label=record.get("moment_label") or self.settings.moment_label,
+            create_labels=record.get("create_labels", self.settings.create_labels),
+            progress=progress,
+            job_id=record.get("job"),
+            frames=record.get("frames"),
+            output=record.get("output") or "mask",
+            fps=self.fps,
+        )
         try:
-            return actions.segment(client, task_id, record["prompt"], label, run, object_id=record["object_id"],
-                                   **what)
+            return actions.segment(client, task_id, record["prompt"], label, run, object_id=record["object_id"], **what)
         except ObjectExistsError:
             if record["attempts"] > 1:  # an attempt the worker did not live to finish wrote (part of) it
-                outcome = actions.refine(client, task_id, record["object_id"], run, progress,
-                                         prompt=record["prompt"])
+                outcome = actions.refine(client, task_id, record["object_id"], run, progress, prompt=record["prompt"])
                 return dict(outcome, label=label, resumed=True)
         # the id is taken by another group in this task (a person's): take a free one
         self._reserve_object(client, context, task_id)
@@ -234,28 +259,36 @@ class CvatRuns:
         notes = "".join(f" Note: {note}." for note in outcome.get("notes", []))
         if record["command"] == "refine":
             written = outcome.get("written", {})
-            return (f"{SIGNATURE} done: object {object_id} re-run from your masks on frames "
-                    f"{_frames(outcome.get('anchors', []))}; {written.get('updated', 0)} automatic masks updated, "
-                    f"{written.get('created', 0)} added, {written.get('deleted', 0)} removed; the frames a person "
-                    f"edited ({_frames(outcome.get('kept', []))}) are kept as they are.{notes}")
+            return (
+                f"{SIGNATURE} done: object {object_id} re-run from your masks on frames "
+                f"{_frames(outcome.get('anchors', []))}; {written.get('updated', 0)} automatic masks updated, "
+                f"{written.get('created', 0)} added, {written.get('deleted', 0)} removed; the frames a person "
+                f"edited ({_frames(outcome.get('kept', []))}) are kept as they are.{notes}"
+            )
         if outcome.get("resumed"):
             written = outcome.get("written", {})
-            return (f"{SIGNATURE} done: object {object_id} ('{outcome.get('label')}'); the service restarted while "
-                    f"writing it, so it was finished like a refine: {written.get('updated', 0)} masks updated, "
-                    f"{written.get('created', 0)} added.{notes} Check its frames; to correct it, fix its mask on a "
-                    f"few frames, then comment: /refine {object_id}")
+            return (
+                f"{SIGNATURE} done: object {object_id} ('{outcome.get('label')}'); the service restarted while "
+                f"writing it, so it was finished like a refine: {written.get('updated', 0)} masks updated, "
+                f"{written.get('created', 0)} added.{notes} Check its frames; to correct it, fix its mask on a "
+                f"few frames, then comment: /refine {object_id}"
+            )
         moment = outcome.get("moment")
         if moment and outcome.get("moment_tags"):
-            moment_text = (f"The moment: frames {moment['start_frame']}-{moment['end_frame']} "
-                           f"({moment['start_sec']:.1f}-{moment['end_sec']:.1f} s), tagged "
-                           f"'{self.settings.moment_label}' on each of its frames.")
+            moment_text = (
+                f"The moment: frames {moment['start_frame']}-{moment['end_frame']} "
+                f"({moment['start_sec']:.1f}-{moment['end_sec']:.1f} s), tagged "
+                f"'{self.settings.moment_label}' on each of its frames."
+            )
         elif moment:
             moment_text = f"The moment: frames {moment['start_frame']}-{moment['end_frame']} (not tagged)."
         else:
             moment_text = "No moment was predicted."
-        return (f"{SIGNATURE} done: object {object_id} ('{outcome.get('label')}'), masks on {outcome.get('frames')} "
-                f"frames ({outcome.get('first_frame')}-{outcome.get('last_frame')}). {moment_text}{notes} To correct "
-                f"it, fix its mask on a few frames, then comment: /refine {object_id}")
+        return (
+            f"{SIGNATURE} done: object {object_id} ('{outcome.get('label')}'), masks on {outcome.get('frames')} "
+            f"frames ({outcome.get('first_frame')}-{outcome.get('last_frame')}). {moment_text}{notes} To correct "
+            f"it, fix its mask on a few frames, then comment: /refine {object_id}"
+        )
 
     def failed_message(self, record: dict[str, Any]) -> str:
         return f"{SIGNATURE} could not {self._what(record)}: {record.get('error')}"

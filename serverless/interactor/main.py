@@ -16,5 +16,6 @@ def init_context(context):
 
 def handler(context, event):
     interactor = context.user_data.interactor
-    return serve(context, event, interactor.service.limits.max_body_bytes,
-                 lambda event: interactor.handle(request_body(event)))
+    return serve(
+        context, event, interactor.service.limits.max_body_bytes, lambda event: interactor.handle(request_body(event))
+    )

@@ -23,8 +23,14 @@ import pytest
 
 HOST = os.environ.get("CVAT_TEST_HOST", "").rstrip("/")
 FRAMES, SEGMENT = 60, 20  # a 3-job video task
-SETTINGS = ("CVAT_TEST_ADMIN_USER", "CVAT_TEST_ADMIN_PASSWORD", "CVAT_TEST_USER", "CVAT_TEST_PASSWORD",
-            "CVAT_TEST_VIEWER_USER", "CVAT_TEST_VIEWER_PASSWORD")
+SETTINGS = (
+    "CVAT_TEST_ADMIN_USER",
+    "CVAT_TEST_ADMIN_PASSWORD",
+    "CVAT_TEST_USER",
+    "CVAT_TEST_PASSWORD",
+    "CVAT_TEST_VIEWER_USER",
+    "CVAT_TEST_VIEWER_PASSWORD",
+)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -34,8 +40,10 @@ def pytest_collection_modifyitems(config, items):
         return
     reason = None
     if not HOST:
-        reason = ("CVAT_TEST_HOST is not set: these tests need a real CVAT 2.73 whose UI is built with "
-                  "cvat-plugin/ (CLIENT_PLUGINS) and whose /momentseg/ route reaches a MomentSeg companion")
+        reason = (
+            "CVAT_TEST_HOST is not set: these tests need a real CVAT 2.73 whose UI is built with "
+            "cvat-plugin/ (CLIENT_PLUGINS) and whose /momentseg/ route reaches a MomentSeg companion"
+        )
     elif missing := [name for name in SETTINGS if not os.environ.get(name)]:
         reason = f"CVAT_TEST_HOST is set but {', '.join(missing)} is not (see tests/browser/conftest.py)"
     elif not Path(os.environ.get("CVAT_TEST_CHROMIUM", "/usr/bin/chromium")).exists():
@@ -56,10 +64,10 @@ def write_video(path: Path, frames=FRAMES, width=320, height=180, fps=10):
         for i in range(frames):
             image = np.full((height, width, 3), 50, np.uint8)
             x = 10 + i * (width - 60) // frames
-            image[70:110, x:x + 40] = (220, 30, 30)
+            image[70:110, x : x + 40] = (220, 30, 30)
             if 20 <= i < 50:
                 cy = 20 + (i - 20) * (height - 40) // 30
-                image[(yy - cy) ** 2 + (xx - width // 2) ** 2 < 15 ** 2] = (30, 200, 60)
+                image[(yy - cy) ** 2 + (xx - width // 2) ** 2 < 15**2] = (30, 200, 60)
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode():
@@ -99,14 +107,19 @@ def video_task(admin, users):
     video = folder / "crossing.mp4"
     write_video(video)
     # overlap 0: a video task's default overlap of 5 frames would make 4 jobs
-    spec = {"name": "momentseg browser test", "segment_size": SEGMENT, "overlap": 0,
-            "assignee_id": users["CVAT_TEST_USER"]}
+    spec = {
+        "name": "momentseg browser test",
+        "segment_size": SEGMENT,
+        "overlap": 0,
+        "assignee_id": users["CVAT_TEST_USER"],
+    }
     if os.environ.get("CVAT_TEST_PROJECT"):
         spec["project_id"] = int(os.environ["CVAT_TEST_PROJECT"])
     else:
         spec["labels"] = [{"name": "object", "type": "any"}, {"name": "moment", "type": "tag"}]
-    task = admin.tasks.create_from_data(models.TaskWriteRequest(**spec), [str(video)],
-                                        data_params={"image_quality": 80})
+    task = admin.tasks.create_from_data(
+        models.TaskWriteRequest(**spec), [str(video)], data_params={"image_quality": 80}
+    )
     try:
         jobs = sorted(task.get_jobs(), key=lambda job: job.start_frame)
         assert len(jobs) == 3, f"expected a 3-job task, got {len(jobs)} jobs"
@@ -122,8 +135,10 @@ def browser():
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=os.environ.get("CVAT_TEST_CHROMIUM", "/usr/bin/chromium"), headless=True,
-            args=["--no-sandbox", "--disable-dev-shm-usage"])
+            executable_path=os.environ.get("CVAT_TEST_CHROMIUM", "/usr/bin/chromium"),
+            headless=True,
+            args=["--no-sandbox", "--disable-dev-shm-usage"],
+        )
         yield browser
         browser.close()
 

@@ -51,8 +51,9 @@ def api(page, method, path, body=None):
     """A call with the page's own CVAT session (as the person), CSRF token included."""
     cookies = {c["name"]: c["value"] for c in page.context.cookies()}
     headers = {"X-CSRFToken": cookies.get("csrftoken", ""), "X-Requested-With": "momentseg"}
-    response = page.request.fetch(f"{HOST}{path}", method=method, headers=headers,
-                                  data=body if body is not None else None, timeout=60_000)
+    response = page.request.fetch(
+        f"{HOST}{path}", method=method, headers=headers, data=body if body is not None else None, timeout=60_000
+    )
     return response.status, (response.json() if response.body() else None)
 
 
@@ -125,8 +126,15 @@ def annotated(browser, video_task, shots):
     assert status == 200, body
     run = body["runs"][0]
     yield {
-        "page": page, "job": job, "task": video_task, "titles": titles, "details": details, "asked": asked,
-        "drawn": drawn, "run": run, "shapes_on_canvas": canvas_shapes(page),
+        "page": page,
+        "job": job,
+        "task": video_task,
+        "titles": titles,
+        "details": details,
+        "asked": asked,
+        "drawn": drawn,
+        "run": run,
+        "shapes_on_canvas": canvas_shapes(page),
         "same_page": page.evaluate("window.__momentsegSamePage === true"),
         "annotations": job_annotations(page, job["id"]),
     }
@@ -196,11 +204,18 @@ def test_refine_keeps_the_persons_edited_frame(annotated, shots):
     # the person corrects the object on the job's first frame: its mask becomes a 10x10 block, which is what
     # CVAT's UI saves when someone redraws an automatic mask (the shape turns "semi-auto")
     frame = job["start"]
-    (shape,) = [s for s in job_annotations(page, job["id"])["shapes"]
-                if s["frame"] == frame and s["group"] == object_id and s["type"] == "mask"]
+    (shape,) = [
+        s
+        for s in job_annotations(page, job["id"])["shapes"]
+        if s["frame"] == frame and s["group"] == object_id and s["type"] == "mask"
+    ]
     corrected = dict(shape, points=[0, 100, 100, 100, 109, 109], source="semi-auto")
-    status, body = api(page, "PATCH", f"/api/jobs/{job['id']}/annotations?action=update",
-                       {"version": 0, "tags": [], "shapes": [corrected], "tracks": []})
+    status, body = api(
+        page,
+        "PATCH",
+        f"/api/jobs/{job['id']}/annotations?action=update",
+        {"version": 0, "tags": [], "shapes": [corrected], "tracks": []},
+    )
     assert status == 200, body
     open_job(page, task["id"], job["id"])
     # select the object: the mask's item in the objects list
@@ -217,12 +232,19 @@ def test_refine_keeps_the_persons_edited_frame(annotated, shots):
     status, body = api(page, "GET", f"/momentseg/api/runs?task={task['id']}")
     refine = body["runs"][0]
     assert refine["kind"] == "refine" and refine["state"] == "done", refine
-    after = [s for s in job_annotations(page, job["id"])["shapes"]
-             if s["frame"] == frame and s["group"] == object_id and s["type"] == "mask"]
-    assert [(s["points"], s["source"]) for s in after] == [(corrected["points"], "semi-auto")], \
+    after = [
+        s
+        for s in job_annotations(page, job["id"])["shapes"]
+        if s["frame"] == frame and s["group"] == object_id and s["type"] == "mask"
+    ]
+    assert [(s["points"], s["source"]) for s in after] == [(corrected["points"], "semi-auto")], (
         "refine changed the person's corrected frame"
-    others = [s for s in job_annotations(page, job["id"])["shapes"]
-              if s["frame"] != frame and s["group"] == object_id and s["type"] == "mask"]
+    )
+    others = [
+        s
+        for s in job_annotations(page, job["id"])["shapes"]
+        if s["frame"] != frame and s["group"] == object_id and s["type"] == "mask"
+    ]
     assert others, "refine left the object without its other frames"
 
 
@@ -232,7 +254,8 @@ def test_a_user_who_may_not_edit_is_refused_plainly(browser, admin, users, video
     # the viewer may open the last job (as its assignee) but may not edit the task
     job = video_task["jobs"][2]
     admin.api_client.jobs_api.partial_update(
-        job["id"], patched_job_write_request=models.PatchedJobWriteRequest(assignee=users["CVAT_TEST_VIEWER_USER"]))
+        job["id"], patched_job_write_request=models.PatchedJobWriteRequest(assignee=users["CVAT_TEST_VIEWER_USER"])
+    )
     page = login(browser, "CVAT_TEST_VIEWER_USER", "CVAT_TEST_VIEWER_PASSWORD")
     try:
         open_job(page, video_task["id"], job["id"])
@@ -251,4 +274,5 @@ def test_a_user_who_may_not_edit_is_refused_plainly(browser, admin, users, video
     finally:
         page.context.close()
         admin.api_client.jobs_api.partial_update(
-            job["id"], patched_job_write_request=models.PatchedJobWriteRequest(assignee=users["CVAT_TEST_USER"]))
+            job["id"], patched_job_write_request=models.PatchedJobWriteRequest(assignee=users["CVAT_TEST_USER"])
+        )
