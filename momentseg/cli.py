@@ -582,22 +582,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except KeyboardInterrupt:
-        print("momentseg: interrupted", file=sys.stderr)
+        _say("momentseg: interrupted")
         return 130
     except (MomentSegError, OSError, ValueError) as error:
         if args.debug:
             raise
-        print(f"momentseg: error: {_one_line(error)}", file=sys.stderr)
+        _say(f"momentseg: error: {_one_line(error)}")
         return 2
     except Exception as error:
         if args.debug:
             raise
-        print(
+        _say(
             f"momentseg: internal error ({type(error).__name__}: {_one_line(error)}); rerun as "
-            "'momentseg --debug ...' for the traceback",
-            file=sys.stderr,
+            "'momentseg --debug ...' for the traceback"
         )
         return 1
+
+
+def _say(line: str) -> None:
+    """One line to stderr in one write: ranks of a distributed run that fail together share the terminal,
+    and print's separate newline let their lines run into each other."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def _one_line(error: BaseException) -> str:
