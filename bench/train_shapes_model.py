@@ -47,10 +47,10 @@ def momentseg(*args: str) -> None:
     subprocess.run(command, check=True)
 
 
-def evaluate(checkpoint: Path, data: Path, out: Path, frames: int, *extra: str) -> dict:
+def evaluate(checkpoint: Path, data: Path, out: Path, frames: int, config: Path, *extra: str) -> dict:
     """J&F (with the text check) and R@0.5 / mIoU of ``checkpoint`` on the held-out clips, keyframe images
     at the training's size."""
-    pixels = str(yaml.safe_load(CONFIG.read_text())["image_pixels"])
+    pixels = str(yaml.safe_load(config.read_text())["image_pixels"])
     momentseg(
         "eval",
         "--checkpoint",
@@ -109,6 +109,7 @@ def ship(checkpoint: Path, folder: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="shapes_run")
+    parser.add_argument("--config", type=Path, default=CONFIG, help="momentseg train options (YAML)")
     parser.add_argument("--steps", type=int, help="optimiser steps (default: bench/shapes_model.yaml's)")
     parser.add_argument("--ship", help="where to save the bf16 model (default OUT/shipped)")
     parser.add_argument("--train-clips", type=int, default=400)
@@ -151,7 +152,7 @@ def main() -> None:
     momentseg(
         "train",
         "--config",
-        str(CONFIG),
+        str(args.config),
         "--base",
         str(base),
         "--device",
@@ -172,8 +173,10 @@ def main() -> None:
 
     device = ["--device", args.device]
     # the random base is scored on the first 16 expressions only: it has nothing to show beyond chance
-    before = evaluate(base, data, out / "eval_base", args.frames, "--force-answer", "--limit", "16", *device)
-    after = evaluate(shipped, data, out / "eval_shipped", args.frames, *device)
+    before = evaluate(
+        base, data, out / "eval_base", args.frames, args.config, "--force-answer", "--limit", "16", *device
+    )
+    after = evaluate(shipped, data, out / "eval_shipped", args.frames, args.config, *device)
 
     log = [json.loads(line) for line in (out / "train" / "train_log.jsonl").read_text().splitlines()]
     tenth = max(len(log) // 10, 1)

@@ -164,6 +164,19 @@ def test_lora_attaches_to_the_language_layers_only(synth):
     assert not any("visual" in n or n.startswith(("predictor", "base.")) for n in trainable_lora)
 
 
+def test_the_vision_tower_trains_only_when_asked():
+    from momentseg.model.tiny import build_tiny_model
+    from momentseg.train.config import TrainableParts
+    from momentseg.train.model import TrainableMomentSeg, add_find_token
+
+    for asked in (False, True):
+        parts = TrainableParts(lora_rank=4, lora_alpha=8, train_vision_tower=asked)
+        module = TrainableMomentSeg(add_find_token(build_tiny_model("sa2va")), parts)
+        trainable = {n for n, p in module.named_parameters() if p.requires_grad}
+        visual = {n for n, _ in module.named_parameters() if ".visual." in n}
+        assert visual and (visual <= trainable if asked else not visual & trainable)
+
+
 def test_a_base_with_tied_embeddings_is_untied_and_its_special_rows_train(synth, tmp_path, caplog):
     """A base whose LM head shares the input embedding (Qwen2.5-VL-3B's config) trains and saves: the two
     are untied with a note, and the [SEG]/[FIND] rows trained in each stay in the checkpoint."""
@@ -279,6 +292,19 @@ def test_yaml_config_then_flags(tmp_path):
     path.write_text("learning_rate: 1\n")
     with pytest.raises(ValueError, match="unknown option.*learning_rate"):
         load_config(path, {})
+
+
+def test_a_switch_in_the_config_file_holds_unless_the_flag_is_given(tmp_path):
+    from momentseg.cli import build_parser
+    from momentseg.train.cli import train_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text("train_vision_tower: true\ntrain_image_encoder: true\n")
+    parse = build_parser().parse_args
+    config = train_config(parse(["train", "--config", str(path)]))
+    assert (config.train_vision_tower, config.train_image_encoder, config.gradient_checkpointing) == (True, True, False)
+    config = train_config(parse(["train", "--gradient-checkpointing"]))
+    assert (config.train_vision_tower, config.gradient_checkpointing) == (False, True)
 
 
 def test_find_targets_mark_the_patches_inside_the_moment():

@@ -36,16 +36,19 @@ TRAIN_FLAGS = (
 )
 
 
-def _run_train(args: argparse.Namespace) -> int:
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The run's options: defaults, then ``--config``'s file, then the flags given."""
     from momentseg.train.config import load_config
-    from momentseg.train.loop import train
 
     overrides = {f.name: getattr(args, f.name, None) for f in fields(TrainConfig)}
     overrides["data"] = args.data or None
-    for flag in ("train_image_encoder", "gradient_checkpointing"):
-        if getattr(args, flag):
-            overrides[flag] = True
-    config = load_config(args.config, overrides)
+    return load_config(args.config, overrides)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from momentseg.train.loop import train
+
+    config = train_config(args)
     final = train(config, resume=args.resume, progress=not args.quiet)
     if final is not None:
         print(f"wrote the trained checkpoint to {final}")
@@ -104,8 +107,14 @@ def register(commands) -> None:
     train.add_argument("--config", help="YAML file of options (command-line flags win)")
     train.add_argument("--device", help="cuda or cpu (default: cuda when present)")
     train.add_argument("--resume", action="store_true", help="continue from the last saved step in --out")
-    train.add_argument("--train-image-encoder", action="store_true", help="also train SAM2's image encoder")
-    train.add_argument("--gradient-checkpointing", action="store_true", help="recompute LMM activations (less memory)")
+    # switches default to None, not False: a flag that is not given leaves the config file's value
+    switches = {
+        "train_image_encoder": "also train SAM2's image encoder",
+        "train_vision_tower": "also train the LMM's vision tower (a random base needs it)",
+        "gradient_checkpointing": "recompute LMM activations (less memory)",
+    }
+    for name, text in switches.items():
+        train.add_argument("--" + name.replace("_", "-"), action="store_true", default=None, dest=name, help=text)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     defaults = TrainConfig()
     types = {f.name: f.type for f in fields(TrainConfig)}

@@ -21,6 +21,7 @@ class TrainableParts:
     lora_alpha: int = 256
     lora_dropout: float = 0.05
     train_image_encoder: bool = False
+    train_vision_tower: bool = False
     tau: float = 0.07
     positive_weight: float = 2.0
     find_weight: float = 1.0

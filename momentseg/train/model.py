@@ -1,6 +1,6 @@
 """The model as it trains: LoRA on the LMM's text layers, trainable [FIND]/[SEG] rows, the [FIND] head, the
-[SEG] projector and SAM2's mask decoder; one forward gives the three losses. Frozen: the vision tower, the
-rest of the embeddings, SAM2's image encoder (unless asked), memory and prompt encoders.
+[SEG] projector and SAM2's mask decoder; one forward gives the three losses. Frozen: the vision tower and
+SAM2's image encoder (unless asked), the rest of the embeddings, SAM2's memory and prompt encoders.
 """
 
 from __future__ import annotations
@@ -157,6 +157,8 @@ class TrainableMomentSeg(nn.Module):
         self.predictor.sam_mask_decoder.requires_grad_(True)
         if parts.train_image_encoder:
             self.predictor.image_encoder.requires_grad_(True)
+        if parts.train_vision_tower:  # after peft, which freezes every weight it did not add
+            inner.model.visual.requires_grad_(True)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The trainable tensors by name: what a resumable training checkpoint holds."""
