@@ -125,3 +125,18 @@ def test_training_makes_the_sentence_pick_the_square(squares, tmp_path, one_thre
     assert after["J"] >= 0.6 and after["J"] >= before["J"] + 0.3, (before, after)
     # the sentence decides: prompted with the other square's words, it segments the other square
     assert after["J other"] <= after["J"] - 0.3, after
+
+
+def test_the_video_token_scale_multiplies_what_the_vision_tower_hands_the_text_layers():
+    from momentseg.model.lmm import normalized_frame, vision_patches
+    from momentseg.model.tiny import build_tiny_model
+
+    frames = [np.random.default_rng(i).integers(0, 255, (SIZE, SIZE, 3), np.uint8) for i in range(2)]
+    patches, grid = vision_patches([normalized_frame(f, PIXELS, PIXELS) for f in frames])
+    tokens = []
+    for scale in (1.0, 10.0):
+        qwen = build_tiny_model("sa2va", 0, initializer_range=0.15, video_token_scale=scale).lmm.model
+        with torch.no_grad():
+            features = qwen.model.get_video_features(torch.as_tensor(patches), torch.tensor([grid]))
+        tokens.append(torch.cat(list(features.pooler_output)))
+    assert torch.allclose(tokens[1], 10 * tokens[0], rtol=1e-4, atol=1e-5)

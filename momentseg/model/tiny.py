@@ -121,12 +121,15 @@ def build_tiny_model(
     layers: int = 2,
     initializer_range: float = 0.02,
     seg_prompt_std: float | None = None,
+    video_token_scale: float = 1.0,
 ):
     """A random-weight model for ``layout``: tiny Qwen2.5-VL (``layers`` text layers of ``hidden_size``,
     weights of std ``initializer_range``), SAM2 2.0 of ``sam2_config`` (default Hiera-T) at
     ``sam2_image_size`` px. ``seg_prompt_std``: the [SEG] projection's weights drawn so that p starts at
     about that scale per dimension (SAM2's own prompt tokens start at 1; PyTorch's default init gives p ≈ 0.2,
-    which the mask decoder barely notices)."""
+    which the mask decoder barely notices). ``video_token_scale``: the vision merger's output multiplied by it,
+    so that image and video tokens enter the text layers large enough to keep their own content through
+    layers of a large ``initializer_range`` (the [FIND] similarity reads each frame's tokens)."""
     import torch
     from torch import nn
     from transformers import Qwen2_5_VLForConditionalGeneration
@@ -152,6 +155,9 @@ def build_tiny_model(
     qwen = Qwen2_5_VLForConditionalGeneration(config).eval()
     predictor = build_predictor(sam2_config, sam2_image_size, "cpu")
     with torch.no_grad():
+        merger_output = qwen.model.visual.merger.mlp[-1]
+        merger_output.weight.mul_(video_token_scale)
+        merger_output.bias.mul_(video_token_scale)
         predictor.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(TINY_OBJECT_SCORE_BIAS)
     hidden = text_config(config).hidden_size
     seg_projector = SegProjector(hidden).eval()
