@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlparse
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,6 +69,18 @@ def frames(count: int):
     return [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(count)]
 
 
+def start_worker(
+    checkpoint: Path, env: dict[str, str], log: IO[bytes], keyframes: int, pixels: int, fps: float | None = None
+) -> subprocess.Popen:
+    """A ``momentseg webhooks worker`` process on the CPU writing to ``log``, ``pixels`` the budget of both the
+    TSG and the image pass (the tests start their workers with it too)."""
+    fps_flags = [] if fps is None else ["--fps", str(fps)]
+    sizes = ["--keyframes", str(keyframes), "--tsg-pixels", str(pixels), "--image-pixels", str(pixels)]
+    command = [sys.executable, "-m", "momentseg.cli", "webhooks", "worker", "--checkpoint", str(checkpoint)]
+    command += ["--device", "cpu", *fps_flags, *sizes, "--force-answer"]
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
 def start_workers(count: int, cvat: CvatStub, redis_url: str, checkpoint: Path, folder: Path) -> list:
     env = dict(
         os.environ,
@@ -85,35 +98,8 @@ def start_workers(count: int, cvat: CvatStub, redis_url: str, checkpoint: Path, 
     for _ in range(count):
         log = folder / f"worker{len(list(folder.glob('worker*.log')))}.log"
         with open(log, "wb") as out:
-            workers.append(
-                (
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "momentseg.cli",
-                            "webhooks",
-                            "worker",
-                            "--checkpoint",
-                            str(checkpoint),
-                            "--device",
-                            "cpu",
-                            "--keyframes",
-                            "3",
-                            "--tsg-pixels",
-                            str(PIXELS),
-                            "--image-pixels",
-                            str(PIXELS),
-                            "--force-answer",
-                        ],
-                        cwd=REPO,
-                        env=env,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                    ),
-                    log,
-                )
-            )
+            worker = start_worker(checkpoint, env, out, keyframes=3, pixels=PIXELS)
+        workers.append((worker, log))
     deadline = time.monotonic() + 600
     while not all("unfinished runs re-queued" in log.read_text() for _, log in workers):
         if time.monotonic() > deadline or any(w.poll() is not None for w, _ in workers):

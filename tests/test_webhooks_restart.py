@@ -7,21 +7,19 @@ has killed it.
 
 import os
 import signal
-import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 
+from bench.queue import start_worker
+
+from conftest import TINY_PIXELS
 from test_webhooks import OPTIONS, PROJECT, SECRET, Service, cvat, replies  # noqa: F401  (cvat: a fixture)
 from test_webhooks_runs import make_runner, object_shapes, segment_once  # noqa: F401  (make_runner: a fixture)
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def start_worker(cvat, queue_file, checkpoint, log):
-    env = dict(
+def worker_env(cvat, queue_file):
+    return dict(
         os.environ,
         CVAT_HOST=cvat.url,
         CVAT_ACCESS_TOKEN="stub-token",
@@ -32,27 +30,6 @@ def start_worker(cvat, queue_file, checkpoint, log):
         MOMENTSEG_WEBHOOK_LABEL="dog",
         OMP_NUM_THREADS="1",
     )
-    command = [
-        sys.executable,
-        "-m",
-        "momentseg.cli",
-        "webhooks",
-        "worker",
-        "--checkpoint",
-        str(checkpoint),
-        "--device",
-        "cpu",
-        "--fps",
-        "10",
-        "--keyframes",
-        str(OPTIONS.keyframes),
-        "--tsg-pixels",
-        str(OPTIONS.tsg_pixels),
-        "--image-pixels",
-        str(OPTIONS.image_pixels),
-        "--force-answer",
-    ]
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 @pytest.mark.parametrize("kill_at", ["GET chunk", "PATCH annotations"])
@@ -79,8 +56,9 @@ def test_a_worker_killed_mid_run_resumes_without_losing_or_repeating(
 
     cvat.hooks.append(hold)
     log = tmp_path / "worker.log"
+    env = worker_env(cvat, queue_file)
     with open(log, "wb") as output:
-        worker = start_worker(cvat, queue_file, tiny_checkpoint, output)
+        worker = start_worker(tiny_checkpoint, env, output, OPTIONS.keyframes, TINY_PIXELS, fps=10)
     try:
         while not reached.wait(1):
             record = service.queue.get(key)

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,11 +16,12 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 
+from bench.queue import start_worker
 from momentseg.cli import main
 from momentseg.webhooks.config import WebhookSettings
 from momentseg.webhooks.queue import FINAL, WebhookQueue, open_huey
 
-from conftest import synthetic_frames
+from conftest import TINY_PIXELS, synthetic_frames
 from cvat_stub import TOKEN, CvatStub
 from test_webhooks import OPTIONS, PROJECT, SECRET
 
@@ -56,30 +56,6 @@ def worker_env(cvat, redis_url):
         OMP_NUM_THREADS="1",
         PYTHONPATH=str(REPO),
     )
-
-
-def start_worker(env, checkpoint, log):
-    command = [
-        sys.executable,
-        "-m",
-        "momentseg.cli",
-        "webhooks",
-        "worker",
-        "--checkpoint",
-        str(checkpoint),
-        "--device",
-        "cpu",
-        "--fps",
-        "10",
-        "--keyframes",
-        str(OPTIONS.keyframes),
-        "--tsg-pixels",
-        str(OPTIONS.tsg_pixels),
-        "--image-pixels",
-        str(OPTIONS.image_pixels),
-        "--force-answer",
-    ]
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def wait_for(condition, timeout, what, logs):
@@ -138,7 +114,7 @@ def test_three_workers_share_one_redis_queue_and_take_over_a_killed_workers_run(
     workers = []
     for log in logs:
         with open(log, "wb") as output:
-            workers.append(start_worker(env, tiny_checkpoint, output))
+            workers.append(start_worker(tiny_checkpoint, env, output, OPTIONS.keyframes, TINY_PIXELS, fps=10))
     try:
         wait_for(reached.is_set, 600, "a first write", logs)
         writing = []
