@@ -97,61 +97,18 @@ def test_a_one_frame_video_is_segmented(tiny_checkpoint, tmp_path):
     assert len(list((out / "masks").glob("*.png"))) == 1
 
 
+def refused_segment(capsys, folder, prompt, checkpoint, out) -> str:
+    """The one error line of a ``momentseg segment`` that exits 2."""
+    command = ["segment", str(folder), "--prompt", prompt, "--checkpoint", str(checkpoint), "--out", str(out)]
+    assert main([*command, "--device", "cpu"]) == 2
+    return one_error_line(capsys)
+
+
 def test_errors_exit_2_with_a_message_and_no_trace(frame_folder, tiny_checkpoint, tmp_path, capsys):
-    assert (
-        main(
-            [
-                "segment",
-                str(frame_folder),
-                "--prompt",
-                "  ",
-                "--checkpoint",
-                str(tiny_checkpoint),
-                "--out",
-                str(tmp_path / "o"),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 2
-    )
-    assert "prompt is empty" in one_error_line(capsys)
-    assert (
-        main(
-            [
-                "segment",
-                str(tmp_path / "none"),
-                "--prompt",
-                "x",
-                "--checkpoint",
-                str(tiny_checkpoint),
-                "--out",
-                str(tmp_path / "o"),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 2
-    )
-    assert "does not exist" in one_error_line(capsys)
-    assert (
-        main(
-            [
-                "segment",
-                str(frame_folder),
-                "--prompt",
-                "x",
-                "--checkpoint",
-                str(tmp_path / "no" / "ck"),
-                "--out",
-                str(tmp_path / "o"),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 2
-    )
-    assert "not a folder" in one_error_line(capsys)
+    out = tmp_path / "o"
+    assert "prompt is empty" in refused_segment(capsys, frame_folder, "  ", tiny_checkpoint, out)
+    assert "does not exist" in refused_segment(capsys, tmp_path / "none", "x", tiny_checkpoint, out)
+    assert "not a folder" in refused_segment(capsys, frame_folder, "x", tmp_path / "no" / "ck", out)
 
 
 @pytest.mark.parametrize(
