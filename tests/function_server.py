@@ -13,6 +13,22 @@ ROOT = Path(__file__).resolve().parents[1]
 TASK_TOKEN = "serve-task-token"
 
 
+def serve_command(checkpoint) -> list[str]:
+    """``momentseg serve`` on the CPU on a free port: the first line it prints names its address."""
+    return [
+        sys.executable,
+        "-m",
+        "momentseg.cli",
+        "serve",
+        "--checkpoint",
+        str(checkpoint),
+        "--device",
+        "cpu",
+        "--port",
+        "0",
+    ]
+
+
 class ServeProcess:
     """``momentseg serve --port 0`` reading tasks from ``cvat_url``; ``url`` once it listens, ``log`` its lines."""
 
@@ -26,18 +42,7 @@ class ServeProcess:
             **env,
         )
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "momentseg.cli",
-                "serve",
-                "--checkpoint",
-                str(checkpoint),
-                "--device",
-                "cpu",
-                "--port",
-                "0",
-            ],
+            serve_command(checkpoint),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -8,7 +8,6 @@ import logging
 import resource
 import socket
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ from starlette.routing import Route
 from momentseg.serve import ServeSettings, create_app
 
 from conftest import synthetic_frames
+from function_server import serve_command
 from http_helpers import exchange, only_json_response, responses, serve_in_thread, trickle, wait_for
 from test_service import FRAMES, TASK_TOKEN, b64, bomb_jpeg, request, tiny_service
 
@@ -274,18 +274,7 @@ def test_load_valid_requests_are_all_answered_among_hostile_ones_and_memory_stay
 
 def test_the_serve_command_starts_and_answers(tiny_checkpoint):
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "momentseg.cli",
-            "serve",
-            "--checkpoint",
-            str(tiny_checkpoint),
-            "--device",
-            "cpu",
-            "--port",
-            "0",
-        ],
+        serve_command(tiny_checkpoint),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

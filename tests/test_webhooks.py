@@ -23,6 +23,7 @@ from momentseg.webhooks.runs import CvatRuns
 
 from cvat_stub import TOKEN, CvatStub
 from conftest import TINY_PIXELS, synthetic_frames
+from function_server import serve_command
 from http_helpers import exchange, only_json_response, responses, serve_in_thread, trickle
 
 REAL = Path(__file__).parent / "data" / "cvat_webhooks"  # real CVAT 2.73 deliveries, bytes as sent
@@ -488,7 +489,6 @@ def test_a_streamed_delivery_is_cut_at_the_delivery_limit(companion):
 
 def test_momentseg_serve_mounts_the_webhook_routes_only_with_a_secret(cvat, tmp_path, tiny_checkpoint):
     import subprocess
-    import sys
 
     import httpx
 
@@ -505,18 +505,7 @@ def test_momentseg_serve_mounts_the_webhook_routes_only_with_a_secret(cvat, tmp_
     (tmp_path / "secret").write_text(SECRET + "\n")
     env["MOMENTSEG_WEBHOOK_SECRET_FILE"] = str(tmp_path / "secret")
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "momentseg.cli",
-            "serve",
-            "--checkpoint",
-            str(tiny_checkpoint),
-            "--device",
-            "cpu",
-            "--port",
-            "0",
-        ],
+        serve_command(tiny_checkpoint),
         cwd=Path(__file__).parents[1],
         env=env,
         stdout=subprocess.PIPE,
