@@ -76,44 +76,18 @@ TRAIN_SMALL = [
 ]
 
 
-def test_two_processes_train_with_gloo(synth, sa2va_checkpoint, tmp_path):
-    run(
-        [
-            "train",
-            "--base",
-            str(sa2va_checkpoint),
-            "--data",
-            f"charades-sta={synth / 'charades-sta'}",
-            "--data",
-            f"mevis={synth / 'mevis'}",
-            "--out",
-            str(tmp_path),
-            "--device",
-            "cpu",
-            "--max-steps",
-            "2",
-            "--save-every",
-            "1",
-            "--lora-rank",
-            "4",
-            "--lora-alpha",
-            "8",
-            "--num-workers",
-            "0",
-            "--tsg-frames",
-            "6",
-            "--temporal-frames",
-            "3",
-            "--keyframes",
-            "2",
-            "--quiet",
-            "--temporal-pixels",
-            "3136",
-            "--temporal-min-pixels",
-            "3136",
-            *TINY_BUDGETS,
-        ]
+def train(base, data, out, *flags, **run_options):
+    """``momentseg train`` on two processes for two steps at the sizes above; ``data``: the ``--data`` specs."""
+    data_flags = [flag for spec in data for flag in ("--data", spec)]
+    return run(
+        ["train", "--base", str(base), *data_flags, "--out", str(out), "--max-steps", "2", *flags, *TRAIN_SMALL],
+        **run_options,
     )
+
+
+def test_two_processes_train_with_gloo(synth, sa2va_checkpoint, tmp_path):
+    data = [f"charades-sta={synth / 'charades-sta'}", f"mevis={synth / 'mevis'}"]
+    train(sa2va_checkpoint, data, tmp_path, "--save-every", "1")
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2] and {r["processes"] for r in log} == {2}
     # each rank's Σ of its trainable values: DDP's averaged gradients keep the ranks' copies equal
@@ -174,22 +148,7 @@ def test_a_bad_sample_on_one_rank_stops_both_ranks_with_the_same_error(synth, sa
     for frame in (data / "train" / "JPEGImages" / broken).iterdir():
         frame.write_bytes(b"not a jpeg")
     started = time.monotonic()
-    done = run(
-        [
-            "train",
-            "--base",
-            str(sa2va_checkpoint),
-            "--data",
-            f"mevis={data}",
-            "--out",
-            str(tmp_path / "out"),
-            "--max-steps",
-            "2",
-            *TRAIN_SMALL,
-        ],
-        timeout=240,
-        check=False,
-    )
+    done = train(sa2va_checkpoint, [f"mevis={data}"], tmp_path / "out", timeout=240, check=False)
     assert done.returncode != 0 and time.monotonic() - started < 200
     errors = [line for line in done.stderr.splitlines() if line.startswith("momentseg: error:")]
     assert len(errors) == 2 and errors[0] == errors[1], done.stderr[-3000:]
