@@ -86,7 +86,7 @@ def one_thread():
 
 
 def test_training_makes_the_sentence_pick_the_square(squares, tmp_path, one_thread):
-    # the shipped model's base (bench/train_demo.py): text layers of std 0.3, [SEG] projection at SAM2's scale
+    # a base whose words reach [SEG] from the start: text layers of std 0.3, [SEG] projection at SAM2's scale
     base = write_tiny_checkpoint(
         tmp_path / "base", "sa2va", sam2_config=MINI_SAM2_CONFIG, initializer_range=0.3, seg_prompt_std=1.0
     )
@@ -140,3 +140,15 @@ def test_the_video_token_scale_multiplies_what_the_vision_tower_hands_the_text_l
             features = qwen.model.get_video_features(torch.as_tensor(patches), torch.tensor([grid]))
         tokens.append(torch.cat(list(features.pooler_output)))
     assert torch.allclose(tokens[1], 10 * tokens[0], rtol=1e-4, atol=1e-5)
+
+
+def test_the_attention_initializer_range_sets_only_the_queries_and_keys():
+    from momentseg.model.tiny import build_tiny_model
+
+    layers = build_tiny_model("sa2va", 0, initializer_range=0.15, attention_initializer_range=0.02).lmm.model
+    for layer in layers.model.language_model.layers:
+        attention = layer.self_attn
+        assert abs(attention.q_proj.weight.std().item() - 0.02) < 0.005
+        assert abs(attention.k_proj.weight.std().item() - 0.02) < 0.005
+        assert abs(attention.v_proj.weight.std().item() - 0.15) < 0.03
+        assert abs(layer.mlp.up_proj.weight.std().item() - 0.15) < 0.03

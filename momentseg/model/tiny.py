@@ -122,6 +122,7 @@ def build_tiny_model(
     initializer_range: float = 0.02,
     seg_prompt_std: float | None = None,
     video_token_scale: float = 1.0,
+    attention_initializer_range: float | None = None,
 ):
     """A random-weight model for ``layout``: tiny Qwen2.5-VL (``layers`` text layers of ``hidden_size``,
     weights of std ``initializer_range``), SAM2 2.0 of ``sam2_config`` (default Hiera-T) at
@@ -129,7 +130,9 @@ def build_tiny_model(
     about that scale per dimension (SAM2's own prompt tokens start at 1; PyTorch's default init gives p ≈ 0.2,
     which the mask decoder barely notices). ``video_token_scale``: the vision merger's output multiplied by it,
     so that image and video tokens enter the text layers large enough to keep their own content through
-    layers of a large ``initializer_range`` (the [FIND] similarity reads each frame's tokens)."""
+    layers of a large ``initializer_range`` (the [FIND] similarity reads each frame's tokens).
+    ``attention_initializer_range``: the std of the text layers' query and key projections when it differs
+    (small keeps the attention soft: every word reaches [SEG], and the attention can still learn)."""
     import torch
     from torch import nn
     from transformers import Qwen2_5_VLForConditionalGeneration
@@ -158,6 +161,10 @@ def build_tiny_model(
         merger_output = qwen.model.visual.merger.mlp[-1]
         merger_output.weight.mul_(video_token_scale)
         merger_output.bias.mul_(video_token_scale)
+        if attention_initializer_range is not None:
+            for layer in qwen.model.language_model.layers:
+                layer.self_attn.q_proj.weight.normal_(0, attention_initializer_range)
+                layer.self_attn.k_proj.weight.normal_(0, attention_initializer_range)
         predictor.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(TINY_OBJECT_SCORE_BIAS)
     hidden = text_config(config).hidden_size
     seg_projector = SegProjector(hidden).eval()
