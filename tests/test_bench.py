@@ -50,3 +50,20 @@ def test_propagation_benchmark_compares_with_bare_sam2(monkeypatch, capsys):
     bare_wall, ours_wall, ratio = map(float, row[3:6])
     assert ratio == pytest.approx(ours_wall / bare_wall, abs=0.01)
     assert float(row[-1]) > 0.5  # the two runs track the same object: their masks agree
+
+
+def test_shapes_model_benchmark_trains_in_two_phases_ships_bf16_and_scores(monkeypatch, capsys, tmp_path):
+    from bench import train_shapes_model
+    from momentseg.masks import from_coco_rle
+
+    argv = ["--out", str(tmp_path / "run"), "--example", str(tmp_path / "example")]
+    argv += ["--mask-steps", "1", "--steps", "1", "--train-clips", "2", "--test-clips", "1"]
+    out = run_main(train_shapes_model, argv, monkeypatch, capsys)
+    for phase in ("masks", "train"):
+        assert len((tmp_path / "run" / phase / "train_log.jsonl").read_text().splitlines()) == 1
+    assert "shipped:" in out and "bf16" in out and "trained, own answers" in out
+    expected = json.loads((tmp_path / "example" / "expected.json").read_text())
+    start, end = expected["moment"]
+    assert " that " in expected["prompt"] and 0 <= start <= end < len(expected["masks"])
+    assert len(list((tmp_path / "example").glob("*.jpg"))) == len(expected["masks"])
+    assert all(from_coco_rle(rle).shape == (64, 64) for rle in expected["masks"])
