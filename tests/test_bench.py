@@ -67,3 +67,15 @@ def test_shapes_model_benchmark_trains_in_two_phases_ships_bf16_and_scores(monke
     assert " that " in expected["prompt"] and 0 <= start <= end < len(expected["masks"])
     assert len(list((tmp_path / "example").glob("*.jpg"))) == len(expected["masks"])
     assert all(from_coco_rle(rle).shape == (64, 64) for rle in expected["masks"])
+
+
+def test_base_probe_tells_a_soft_attention_base_from_a_peaked_one(monkeypatch, capsys):
+    from bench import base_probe
+
+    soft = base_probe.probe(0.15, 10.0, 0.05)
+    peaked = base_probe.probe(0.15, 10.0, 0.15)
+    least = "[SEG] moved by a colour word, least"
+    assert soft[least] > 2 * peaked[least]
+    assert base_probe.probe(0.02, 1.0, 0.02)["video tokens' similarities kept"] > 0.9
+    row = json.loads(run_main(base_probe, [], monkeypatch, capsys).strip().splitlines()[-1])
+    assert row["initializer_range"] == 0.15 and least in row
