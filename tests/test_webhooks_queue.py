@@ -10,13 +10,15 @@ import time
 
 import pytest
 
+from bench.queue import start_worker
 from momentseg.cli import main
 from momentseg.webhooks import batch
 from momentseg.webhooks.leases import LeaseLost
 from momentseg.webhooks.queue import WebhookQueue, open_huey
 
-from test_webhooks import cvat  # noqa: F401  (a fixture)
-from test_webhooks_scale import start_worker, wait_for, worker_env
+from conftest import TINY_PIXELS
+from test_webhooks import OPTIONS, cvat  # noqa: F401  (a fixture)
+from test_webhooks_scale import wait_for, worker_env
 
 
 def redis_queue(url, worker, lease=0.6):
@@ -176,7 +178,7 @@ def test_sigterm_hands_the_run_back_and_another_worker_finishes_it(cvat, redis_u
     cvat.hooks.append(hold_frames)
     logs = [tmp_path / "first.log", tmp_path / "second.log"]
     with open(logs[0], "wb") as out:
-        first = start_worker(env, tiny_checkpoint, out)
+        first = start_worker(tiny_checkpoint, env, out, OPTIONS.keyframes, TINY_PIXELS, fps=10)
     try:
         wait_for(reached.is_set, 600, "the run reading frames", logs[:1])
         first.send_signal(signal.SIGTERM)
@@ -188,7 +190,7 @@ def test_sigterm_hands_the_run_back_and_another_worker_finishes_it(cvat, redis_u
         assert "handed back" in logs[0].read_text()
         assert not any(method == "PATCH" for method, _ in cvat.requests)
         with open(logs[1], "wb") as out:
-            second = start_worker(env, tiny_checkpoint, out)
+            second = start_worker(tiny_checkpoint, env, out, OPTIONS.keyframes, TINY_PIXELS, fps=10)
         wait_for(lambda: queue.get("r1")["state"] == "done", 600, "the second worker finishing", logs)
         assert queue.get("r1")["worker"].endswith(f":{second.pid}") and queue.get("r1")["attempts"] == 1
     finally:
