@@ -265,6 +265,27 @@ def test_acting_distractors_act_at_other_times(tmp_path):
         assert all(a_end < b_start for (_, a_end), (b_start, _) in zip(moments, moments[1:]))
 
 
+def test_an_entering_object_comes_in_from_the_edge_its_sentence_names(tmp_path):
+    generate(tmp_path, train_clips=0, test_clips=12, seed=3, options=SyntheticOptions(actions=("enters",)))
+    referring = entries(f"mevis={tmp_path / 'mevis'}", "valid_u")
+    edges = set()
+    for tsg in entries(f"charades-sta={tmp_path / 'charades-sta'}", "test"):
+        words = tsg.query.split()  # "the red square enters from the top"
+        edge = words[-1]
+        ref = next(r for r in referring if r.video_id == tsg.video_id and words[2] in r.expression.split())
+        centres = [np.argwhere(ref.mask(i)).mean(0) for i in range(16) if ref.mask(i).any()]
+        (row_in, col_in), (row_end, col_end) = centres[0], centres[-1]  # it moves away from its edge
+        away = {
+            "left": col_end > col_in,
+            "right": col_end < col_in,
+            "top": row_end > row_in,
+            "bottom": row_end < row_in,
+        }
+        assert words[3:6] == ["enters", "from", "the"] and away[edge], (tsg.query, away)
+        edges.add(edge)
+    assert edges == {"left", "right", "top", "bottom"}
+
+
 @pytest.mark.parametrize("fmt", ["coco", "youtube-vis"])
 def test_a_momentseg_export_reads_back_as_training_data(fmt, tiny_model, tiny_options, tmp_path):
     """segment → export (momentseg.export, as `momentseg export` writes it) → the cvat reader."""

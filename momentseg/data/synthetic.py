@@ -47,6 +47,7 @@ SHAPES = ("circle", "square", "triangle")
 SIZES = {"small": 0.7, "big": 1.0}  # share of ``radius``
 ACTIONS = ("moves", "stops", "enters", "bounces", "turns", "appears")
 DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
+EDGE_NAMES = {"up": "top", "down": "bottom"}  # "enters from the top", not "from the up"
 BACKGROUND = 50
 
 
@@ -177,7 +178,7 @@ def action_track(
         outside[axis] = -radius - 1 if direction[axis] > 0 else size + radius + 1
         centres = outside + (home - outside) * progress[:, None]
         visible = times >= moment[0]
-        phrase = f"enters from the {edge}"
+        phrase = f"enters from the {EDGE_NAMES.get(edge, edge)}"
     elif action == "turns":
         angles = 90.0 * progress
     elif action == "appears":
