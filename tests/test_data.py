@@ -265,6 +265,14 @@ def test_acting_distractors_act_at_other_times(tmp_path):
         assert all(a_end < b_start for (_, a_end), (b_start, _) in zip(moments, moments[1:]))
 
 
+def test_always_name_colour_leaves_out_expressions_of_shape_and_action_alone(tmp_path):
+    for always in (False, True):
+        root = tmp_path / str(always)
+        generate(root, train_clips=0, test_clips=16, seed=4, options=SyntheticOptions(always_name_colour=always))
+        named = [bool(set(COLOURS) & set(r.expression.split())) for r in entries(f"mevis={root / 'mevis'}", "valid_u")]
+        assert len(named) == 32 and (all(named) if always else not all(named))
+
+
 def test_an_entering_object_comes_in_from_the_edge_its_sentence_names(tmp_path):
     generate(tmp_path, train_clips=0, test_clips=12, seed=3, options=SyntheticOptions(actions=("enters",)))
     referring = entries(f"mevis={tmp_path / 'mevis'}", "valid_u")

@@ -63,6 +63,8 @@ class SyntheticOptions:
     distractor_actions: float = 0.5  # share of distractors that act too, at another time than the target
     min_moment: int = 3
     max_moment_share: float = 0.4  # moments at most 40 % of the clip: predicting the whole clip scores IoU < 0.5
+    # every expression names the object's colour (no "the circle that stops": shape and action alone)
+    always_name_colour: bool = False
 
 
 @dataclass(frozen=True)
@@ -192,11 +194,15 @@ def still_track(home: np.ndarray, frames: int) -> Track:
     return Track(np.repeat(home[None], frames, 0).astype(float), np.zeros(frames), np.ones(frames, bool))
 
 
-def referring_expression(rng: np.random.Generator, colour: str, shape: str, size: str, phrase: str | None) -> str:
+def referring_expression(
+    rng: np.random.Generator, colour: str, shape: str, size: str, phrase: str | None, always_name_colour: bool = False
+) -> str:
     """Words that single the object out: its colour, its kind (unique in the clip) or what it does."""
     forms = [f"the {colour} {shape}", f"the {size} {colour} {shape}"]
     if phrase:
-        forms += [f"the {colour} {shape} that {phrase}", f"the {shape} that {phrase}"]
+        forms += [f"the {colour} {shape} that {phrase}"] + (
+            [] if always_name_colour else [f"the {shape} that {phrase}"]
+        )
     return str(rng.choice(forms))
 
 
@@ -230,7 +236,9 @@ def make_clip(rng: np.random.Generator, name: str, options: SyntheticOptions) ->
     frames, masks = _render(tracks, colours, shapes, radii, options)
     referents = []
     for index, track in enumerate(tracks):
-        expression = referring_expression(rng, colours[index], shapes[index], sizes[index], track.phrase)
+        expression = referring_expression(
+            rng, colours[index], shapes[index], sizes[index], track.phrase, options.always_name_colour
+        )
         query = f"the {colours[index]} {shapes[index]} {track.phrase}" if track.phrase else None
         referents.append(Referent(expression, masks[index], moments[index], query))
     return Clip(name, frames, referents)

@@ -64,6 +64,7 @@ def _run_synth(args: argparse.Namespace) -> int:
         distractors=args.distractors,
         actions=tuple(args.actions),
         distractor_actions=args.distractor_actions,
+        always_name_colour=args.always_name_colour,
     )
     out = generate(args.out, args.train_clips, args.test_clips, args.seed, options)
     print(
@@ -164,5 +165,10 @@ def register(commands) -> None:
         f"(default {SyntheticOptions.distractor_actions})",
     )
     synth.add_argument("--actions", nargs="+", choices=ACTIONS, default=list(ACTIONS))
+    synth.add_argument(
+        "--always-name-colour",
+        action="store_true",
+        help="every expression names the object's colour (none by shape and action alone)",
+    )
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(run=_run_synth)
