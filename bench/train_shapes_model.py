@@ -15,7 +15,7 @@ Run: OMP_NUM_THREADS=1 .venv/bin/python -m bench.train_shapes_model --out shapes
    J&F against the same model prompted with another object's expression (``--text-check``), and R@0.5 /
    mIoU of the moment; the untrained base is scored the same way (answers forced: it has no [FIND]).
 
-Figures and what the model does not know yet: docs/training.md § 9.
+Figures and what the model does not know: docs/training.md § 9.2.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from momentseg.data.synthetic import SyntheticOptions
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 CONFIG = Path(__file__).with_name("shapes_model.yaml")
-# the random base: its text layers' initial weights (std 0.3 instead of Qwen's 0.02) let the sentence
-# change the [SEG] state from the first step, and its [SEG] projection starts at the scale of SAM2's own
-# prompt tokens; with both, the mask loss teaches which words matter (with either missing, it did not)
+# the random base (docs/training.md § 9.1): text layers of std 0.15 (Qwen's 0.02 lets the sentence barely move
+# [SEG]) with the video tokens ×10 (so each frame's tokens survive those layers for [FIND]), queries and keys at
+# 0.05 (soft attention), and a [SEG] projection at the scale of SAM2's own prompt tokens
 INITIALIZER_RANGE = 0.15
 SEG_PROMPT_STD = 1.0
 VIDEO_TOKEN_SCALE = 10.0
