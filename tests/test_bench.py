@@ -48,7 +48,8 @@ def test_propagation_benchmark_compares_with_bare_sam2(monkeypatch, capsys):
     row = out.strip().splitlines()[-1].split()
     assert row[0] == "tiny"
     bare_wall, ours_wall, ratio = map(float, row[3:6])
-    assert ratio == pytest.approx(ours_wall / bare_wall, abs=0.01)
+    half = 0.005  # every figure is printed to 2 decimals: the ratio lies between those of the rounded walls' ends
+    assert (ours_wall - half) / (bare_wall + half) - half <= ratio <= (ours_wall + half) / (bare_wall - half) + half
     assert float(row[-1]) > 0.5  # the two runs track the same object: their masks agree
 
 
